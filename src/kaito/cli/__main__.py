@@ -1,0 +1,5 @@
+import sys
+
+from kaito.cli import main
+
+sys.exit(main())
