@@ -64,7 +64,7 @@ WORKSPACE_PRINTER_COLUMNS: list[dict[str, Any]] = [
 """``kubectl get workspace``: NAME INSTANCE RESOURCEREADY INFERENCEREADY WORKSPACEREADY AGE (+ JOBSTARTED wide)."""
 
 NODECLAIM_PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Type", "type": "string", "jsonPath": '.metadata.labels.node\\.kubernetes\\.io/instance-type'},
+    {"name": "Type", "type": "string", "jsonPath": ".metadata.labels.node\\.kubernetes\\.io/instance-type"},
     {"name": "Node", "type": "string", "jsonPath": ".status.nodeName"},
     _condition_column("Ready", c.NODECLAIM_READY),
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

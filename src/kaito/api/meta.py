@@ -49,9 +49,7 @@ class LabelSelectorRequirement(KubeModel):
     """One ``matchExpressions`` entry: ``key`` ``operator`` ``values``."""
 
     key: str = Field(description="The label key the selector applies to.")
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="In, NotIn, Exists or DoesNotExist."
-    )
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="In, NotIn, Exists or DoesNotExist.")
     values: list[str] | None = Field(
         default=None, description="Values for In/NotIn (non-empty); must be empty for Exists/DoesNotExist."
     )
@@ -110,9 +108,7 @@ class Condition(KubeModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str | None = Field(default=None, description="CamelCase reason for the last transition.")
     message: str | None = Field(default=None, description="Human-readable details of the last transition.")
-    last_transition_time: str | None = Field(
-        default=None, description="RFC 3339 time the status last changed."
-    )
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time the status last changed.")
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the condition was computed from."
     )

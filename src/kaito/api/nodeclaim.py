@@ -57,9 +57,7 @@ class NodeClaimStatus(KubeModel):
     """What the provider launched."""
 
     node_name: str | None = Field(default=None, description="Name of the registered Node.")
-    provider_id: str | None = Field(
-        default=None, alias="providerID", description="Cloud provider ID of the machine."
-    )
+    provider_id: str | None = Field(default=None, alias="providerID", description="Cloud provider ID of the machine.")
     image_id: str | None = Field(default=None, alias="imageID", description="OS image of the machine.")
     capacity: dict[str, str] | None = Field(default=None, description="Resource capacity of the node.")
     allocatable: dict[str, str] | None = Field(default=None, description="Allocatable resources of the node.")

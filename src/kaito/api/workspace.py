@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from kaito.api import constants as c
 from kaito.api.meta import Condition, KubeModel, LabelSelector, ObjectMeta
@@ -20,7 +20,7 @@ from kaito.api.meta import Condition, KubeModel, LabelSelector, ObjectMeta
 DEFAULT_INSTANCE_TYPE_V1ALPHA1 = "Standard_NC24ads_A100_v4"
 """v1alpha1's default ``resource.instanceType`` (upstream kubebuilder default)."""
 
-_PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+_PRESERVE: dict[str, JsonValue] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
 class ResourceSpec(KubeModel):
@@ -186,9 +186,7 @@ class WorkspaceV1beta1(_WorkspaceBase):
 class WorkspaceV1alpha1(_WorkspaceBase):
     """Workspace, kaito.sh/v1alpha1: a model served or tuned on GPU nodes."""
 
-    api_version: Literal["kaito.sh/v1alpha1"] = Field(
-        default="kaito.sh/v1alpha1", description="kaito.sh/v1alpha1."
-    )
+    api_version: Literal["kaito.sh/v1alpha1"] = Field(default="kaito.sh/v1alpha1", description="kaito.sh/v1alpha1.")
     resource: ResourceSpecV1alpha1 = Field(description="The nodes the workspace runs on.")
     status: WorkspaceStatus | None = Field(default=None, description="Observed state.")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Mapping
 from importlib import metadata, resources
 from typing import Literal
 
@@ -155,7 +156,7 @@ class Catalog:
         return sorted(fits, key=lambda s: (s.gpu_memory_gib, s.gpu_count, s.name))[:limit]
 
 
-def _suggest(name: str, names: dict[str, object]) -> str:
+def _suggest(name: str, names: Mapping[str, object]) -> str:
     lowered = {n.lower(): n for n in names}
     if name.lower() in lowered:
         return f"; did you mean {lowered[name.lower()]!r}? (names are case-sensitive)"
