@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from kreconcile.gvk import GVK
 from kreconcile.handler import EventHandler, HandlerRegistration
 from kreconcile.reconcile import Request, Result
 
@@ -170,6 +171,32 @@ class FakeInformer:
 
 def _spec_like(obj: Obj) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+class FakeCache:
+    """A cache of :class:`FakeInformer` per kind, created on first use (what ``Builder`` needs from a manager)."""
+
+    def __init__(self, *, synced: bool = True) -> None:
+        self.synced = synced
+        self.informers: dict[GVK, FakeInformer] = {}
+
+    def get_informer(self, gvk: GVK) -> FakeInformer:
+        """The informer for ``gvk`` (a new, empty one on first call)."""
+        if gvk not in self.informers:
+            self.informers[gvk] = FakeInformer(synced=self.synced)
+        return self.informers[gvk]
+
+
+class FakeManager:
+    """The manager surface ``Builder`` uses: a :class:`FakeCache` and a list of added runnables."""
+
+    def __init__(self, cache: FakeCache | None = None) -> None:
+        self.cache = cache or FakeCache()
+        self.runnables: list[Any] = []
+
+    def add(self, runnable: Any) -> None:
+        """Record ``runnable`` (the test starts it)."""
+        self.runnables.append(runnable)
 
 
 class RecordingReconciler:
