@@ -78,7 +78,7 @@ def container_requests(container: Mapping[str, Any], index: int = 0, kind: str =
     return out
 
 
-def pod_requests(pod: dict[str, Any]) -> dict[str, Fraction]:
+def pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
     """A pod's resource requests as the scheduler counts them.
 
     ``max(sum over containers, max over each init container) + spec.overhead``, per resource (the rule of the
