@@ -216,11 +216,14 @@ def workspace_model_for(api_version: object) -> type[WorkspaceV1alpha1] | type[W
     )
 
 
-def parse_workspace(obj: Mapping[str, Any]) -> AnyWorkspace:
+def parse_workspace(obj: Mapping[str, Any], *, strict: bool = False) -> AnyWorkspace:
     """Validate a wire-form Workspace dict into the model of its ``apiVersion``.
+
+    ``strict=True`` rejects values of the wrong JSON type instead of coercing them (``count: "2"``), as the API
+    server's schema validation does.
 
     Raises:
         ValueError: unknown apiVersion.
         pydantic.ValidationError: wrong types, unknown fields, values outside an enum (``loc`` is the wire path).
     """
-    return workspace_model_for(obj.get("apiVersion")).model_validate(dict(obj))
+    return workspace_model_for(obj.get("apiVersion")).model_validate(dict(obj), strict=strict)
