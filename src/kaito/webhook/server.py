@@ -187,9 +187,7 @@ class WebhookServer:
         req = body.get("request") if isinstance(body, dict) else None
         if not isinstance(req, dict) or not isinstance(req.get("uid"), str):
             return None, web.json_response(
-                {
-                    "error": "not an AdmissionReview (request.uid is missing); send an admission.k8s.io/v1 AdmissionReview"
-                },
+                {"error": "request.uid is missing; send an admission.k8s.io/v1 AdmissionReview"},
                 status=400,
             )
         return req, None
