@@ -130,7 +130,7 @@ class Builder:
             TypeError: ``handler`` is neither.
         """
         if hasattr(handler, "requests_for"):
-            mapper: RequestMapper = handler  # type: ignore[assignment]
+            mapper: RequestMapper = handler
         elif callable(handler):
             mapper = EnqueueRequestsFromMapFunc(handler)
         else:
