@@ -88,6 +88,10 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
             props[key] = {"type": "string", "description": _TYPE_META_DOC[key]}
     if "metadata" in props:
         props["metadata"] = {"type": "object"}
+    order = ("apiVersion", "kind", "metadata", "resource", "spec", "inference", "tuning", "status")
+    schema["properties"] = {
+        k: props[k] for k in sorted(props, key=lambda k: order.index(k) if k in order else len(order))
+    }
     return schema
 
 
