@@ -10,6 +10,7 @@ URLs are checked against an SSRF block list.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -432,7 +433,7 @@ def _rule_gpu_memory(
     if sku is None:
         return
     if sku.gpu_count == 0:
-        gpu_skus = [s.name for s in catalog.suggest_skus(preset.weights_size_gib, cloud=sku.cloud)]
+        gpu_skus = _single_node_skus(preset, sku.cloud, catalog)[:2]
         hint = f"use {' or '.join(gpu_skus)}" if gpu_skus else "use a GPU instance type"
         v.error(
             "resource.instanceType",
@@ -443,7 +444,9 @@ def _rule_gpu_memory(
     total = count * sku.gpu_memory_gib
     if total < preset.weights_size_gib:
         needed = math.ceil(preset.weights_size_gib / sku.gpu_memory_gib)
-        bigger = [s.name for s in catalog.suggest_skus(preset.weights_size_gib, cloud=sku.cloud)]
+        with contextlib.suppress(EstimateError):
+            needed = max(needed, estimate(preset, sku).node_count)
+        bigger = _single_node_skus(preset, sku.cloud, catalog)
         use = f"Use {bigger[0]} or set" if bigger else "Set"
         v.error(
             "resource.instanceType",
@@ -461,6 +464,18 @@ def _rule_gpu_memory(
             f"{preset.name} needs {est.node_count} node(s) of {sku.name} by kaito's estimate (weights plus KV cache "
             f"for {est.max_model_len} tokens); kaito will provision {est.node_count}, not resource.count={count}"
         )
+
+
+def _single_node_skus(preset: ModelPreset, cloud: str, catalog: Catalog) -> list[str]:
+    """SKUs of ``cloud`` on which the estimator fits ``preset`` on one node, smallest GPU memory first."""
+    fits = []
+    for candidate in catalog.suggest_skus(preset.weights_size_gib, cloud=cloud, limit=len(catalog.skus)):
+        try:
+            if estimate(preset, candidate).node_count == 1:
+                fits.append(candidate.name)
+        except EstimateError:
+            continue
+    return fits
 
 
 def _rule_byo_nodes(v: Verdict, ws: AnyWorkspace, preset: ModelPreset, nodes: Sequence[Mapping[str, Any]]) -> None:

@@ -92,6 +92,8 @@ def url_problem(url: str, resolve: Resolver | None = None) -> str | None:
     if host in METADATA_HOSTS:
         return f"{url!r} points at a cloud metadata service; use a URL to a public host"
     ip = _parse_ip(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     if ip is not None:
         reason = address_problem(ip)
         if reason:

@@ -82,9 +82,14 @@ def translate_validation_error(exc: ValidationError, models: Iterable[type[BaseM
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def _message(kind: str, value: Any, ctx: dict[str, Any], loc: tuple[Any, ...], known: list[str], msg: str) -> str:
