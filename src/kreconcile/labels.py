@@ -45,7 +45,7 @@ def _check_value(value: str, where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
-    """One ``key operator values`` clause.
+    """One ``key operator values`` clause; ``values`` is stored sorted and de-duplicated.
 
     Raises:
         ValueError: the key or a value is malformed, the operator is unknown, ``In``/``NotIn`` has no values,
@@ -58,6 +58,10 @@ class Requirement:
 
     def __post_init__(self) -> None:
         where = f"label selector requirement on {self.key!r}"
+        if isinstance(self.values, str) or not all(isinstance(v, str) for v in self.values):
+            raise ValueError(f"{where}: values must be a list of strings (quote numbers: '1'), got {self.values!r}")
+        # values are a set upstream (sets.String): keep them sorted and unique so equal requirements compare equal
+        object.__setattr__(self, "values", tuple(sorted(set(self.values))))
         _check_key(self.key, where)
         if self.operator not in OPERATORS:
             raise ValueError(f"{where}: operator {self.operator!r} is not one of {', '.join(OPERATORS)}")
