@@ -1,0 +1,543 @@
+"""The manager: owns the client, the shared cache, the probe and metrics servers and leader election, and runs
+every component (controllers, webhooks, user tasks) in controller-runtime's order.
+
+Start order (each group starts after the previous one is up):
+
+1. HTTP servers: health probes (``/healthz``, ``/readyz``) and ``/metrics`` — so probes and metrics answer while
+   this replica waits for leadership;
+2. webhook servers (runnables with ``runnable_group = "webhooks"``);
+3. caches: the shared :class:`~kreconcile.cache.Cache` (and runnables with ``wait_for_cache_sync``); start waits
+   until they have synced (``cache_sync_timeout``);
+4. runnables that do not need leader election (``needs_leader_election()`` returns False);
+5. leader election (when enabled), then the runnables that need it — controllers, and every runnable that does not
+   say (controller-runtime's default).
+
+Stop: when ``stop`` is set, groups stop in reverse order, each waiting for its runnables to return, all within
+``graceful_shutdown_timeout`` seconds (30 s; 0 = don't wait; None = wait forever); stragglers are cancelled. A
+runnable that raises is a fatal error: everything stops (gracefully) and :meth:`Manager.start` re-raises it. If
+leadership is lost, everything is cancelled at once (no grace: another replica may already lead) and
+:meth:`Manager.start` raises :class:`~kreconcile.leaderelection.LeaderElectionLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from kreconcile import metrics
+from kreconcile.cache import Cache, ObjectSelector
+from kreconcile.client import Client, ObjectOrRef, PatchType, SubResourceClient, WatchEvent
+from kreconcile.clock import Clock, RealClock
+from kreconcile.config import RestConfig, in_cluster_namespace, load_config
+from kreconcile.events import EventRecorder
+from kreconcile.gvk import GVK
+from kreconcile.healthz import Check, MetricsServer, ProbeServer, parse_bind_address
+from kreconcile.informer import IndexFunc, Transform, strip_managed_fields
+from kreconcile.labels import Selector
+from kreconcile.leaderelection import LeaderElectionConfig, LeaderElectionLost, LeaderElector, default_identity
+from kreconcile.runnable import Runnable
+
+log = structlog.get_logger("kreconcile.manager")
+
+GROUPS = ("webhooks", "caches", "others", "leader")
+"""Runnable groups in start order (HTTP servers start before all of them, stop after)."""
+
+
+class CachedClient:
+    """controller-runtime's default client: reads (:meth:`get`, :meth:`list`) from the shared cache, writes go to
+    the API server. Kinds in ``uncached`` are read live. Reads return copies; a read of a kind not cached yet
+    starts its informer and waits for it to sync.
+
+    :meth:`list` returns a list dict like :meth:`kreconcile.client.Client.list` (``items`` and
+    ``metadata.resourceVersion``). Field selectors are answered from indexes: ``"spec.nodeName=n1"`` uses the
+    index named ``spec.nodeName`` (add it with ``manager.cache.index_field``); ``metadata.name`` and
+    ``metadata.namespace`` work without one.
+    """
+
+    def __init__(self, cache: Cache, api: Client, uncached: Sequence[GVK] = ()) -> None:
+        self.cache = cache
+        self.api = api
+        self.uncached = frozenset(uncached)
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The object from the cache (a copy). Raises NotFound."""
+        if gvk in self.uncached:
+            return await self.api.get(gvk, name, namespace)
+        return await self.cache.get(gvk, name, namespace)
+
+    async def list(
+        self,
+        gvk: GVK,
+        namespace: str | None = None,
+        *,
+        label_selector: str | Mapping[str, Any] | Selector | None = None,
+        field_selector: str | None = None,
+        index: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Matching objects from the cache as ``{"items": [...], ...}``.
+
+        Raises:
+            ValueError: a field selector other than ``key=value`` terms.
+            KeyError: a field selector term without a matching index.
+        """
+        if gvk in self.uncached:
+            if index is not None:
+                raise ValueError(f"{gvk} is read uncached: index= needs the cache")
+            return await self.api.list(gvk, namespace, label_selector=None if isinstance(label_selector, Selector)
+                                       else label_selector, field_selector=field_selector)
+        name_filter: str | None = None
+        extra: builtins.list[tuple[str, str]] = []
+        for term in (field_selector or "").split(","):
+            if not term.strip():
+                continue
+            key, sep, value = term.partition("=")
+            key, value = key.strip(), value.strip().lstrip("=")
+            if not sep or key.endswith("!"):
+                raise ValueError(f"field selector {field_selector!r}: the cache supports only 'key=value' terms")
+            if key == "metadata.namespace":
+                namespace = value
+            elif key == "metadata.name":
+                name_filter = value
+            else:
+                extra.append((key, value))
+        if index is not None:
+            extra.insert(0, index)
+        items = await self.cache.list(
+            gvk, namespace, label_selector=label_selector, index=extra[0] if extra else None
+        )
+        for key, value in extra[1:]:  # further index terms intersect
+            keys = {(o["metadata"].get("namespace"), o["metadata"]["name"])
+                    for o in await self.cache.list(gvk, namespace, index=(key, value))}
+            items = [o for o in items if (o["metadata"].get("namespace"), o["metadata"]["name"]) in keys]
+        if name_filter is not None:
+            items = [o for o in items if o["metadata"].get("name") == name_filter]
+        return {
+            "apiVersion": gvk.api_version,
+            "kind": f"{gvk.kind}List",
+            "metadata": {},
+            "items": items,
+        }
+
+    # writes and live-only calls go to the API server
+    async def create(self, obj: Mapping[str, Any], **kw: Any) -> dict[str, Any]:
+        """See :meth:`kreconcile.client.Client.create`."""
+        return await self.api.create(obj, **kw)
+
+    async def update(self, obj: Mapping[str, Any], **kw: Any) -> dict[str, Any]:
+        """See :meth:`kreconcile.client.Client.update`."""
+        return await self.api.update(obj, **kw)
+
+    async def patch(self, obj: ObjectOrRef, patch: Any, patch_type: PatchType = "merge", **kw: Any) -> dict[str, Any]:
+        """See :meth:`kreconcile.client.Client.patch`."""
+        return await self.api.patch(obj, patch, patch_type, **kw)
+
+    async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False) -> dict[str, Any]:
+        """See :meth:`kreconcile.client.Client.apply`."""
+        return await self.api.apply(obj, field_manager=field_manager, force=force)
+
+    async def delete(self, obj: ObjectOrRef, **kw: Any) -> dict[str, Any] | None:
+        """See :meth:`kreconcile.client.Client.delete`."""
+        return await self.api.delete(obj, **kw)
+
+    async def delete_all_of(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> dict[str, Any] | None:
+        """See :meth:`kreconcile.client.Client.delete_all_of`."""
+        return await self.api.delete_all_of(gvk, namespace, **kw)
+
+    def status(self) -> SubResourceClient:
+        """See :meth:`kreconcile.client.Client.status`."""
+        return self.api.status()
+
+    def subresource(self, name: str) -> SubResourceClient:
+        """See :meth:`kreconcile.client.Client.subresource`."""
+        return self.api.subresource(name)
+
+    def watch(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> AsyncIterator[WatchEvent]:
+        """A live watch (see :meth:`kreconcile.client.Client.watch`)."""
+        return self.api.watch(gvk, namespace, **kw)
+
+
+class _Group:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.runnables: builtins.list[Runnable] = []
+        self.tasks: builtins.list[asyncio.Task[None]] = []
+        self.stop = asyncio.Event()
+        self.started = False
+
+
+class Manager:
+    """Runs controllers and other runnables with shared client, cache, probes, metrics and leader election.
+
+    Args:
+        config_or_client: a :class:`RestConfig`, a :class:`Client`, or None to :func:`load_config`.
+        metrics_bind_address: where ``/metrics`` listens (``":8080"``; ``"0"`` disables).
+        health_probe_bind_address: where ``/healthz`` and ``/readyz`` listen (``":8081"``; ``"0"`` disables).
+        leader_election: campaign for a Lease before starting leader-only runnables (default False).
+        leader_election_id: the Lease name (required with leader election).
+        leader_election_namespace: the Lease namespace (default: the pod's namespace when in a cluster).
+        lease_duration, renew_deadline, retry_period: seconds (15 / 10 / 2, client-go's defaults; validated:
+            ``lease_duration > renew_deadline > 1.2 × retry_period``).
+        leader_election_release_on_cancel: clear the Lease on a clean stop (default False).
+        graceful_shutdown_timeout: seconds runnables get to return after stop (30; 0 = no wait; None = forever).
+        cache_sync_timeout: seconds the caches get to sync at start (120, controller-runtime's default).
+        namespaces, by_object, cache_transform, resync_period: cache scoping (see :class:`Cache`).
+        uncached: kinds the manager's client reads live instead of from the cache.
+        identity: this replica's leader-election identity (default ``hostname_uuid``).
+        clock: injectable time for leader election, the cache and shutdown.
+
+    Raises:
+        ValueError: bad bind address or leader-election settings (the message names the option).
+    """
+
+    def __init__(
+        self,
+        config_or_client: RestConfig | Client | None = None,
+        *,
+        metrics_bind_address: str = ":8080",
+        health_probe_bind_address: str = ":8081",
+        leader_election: bool = False,
+        leader_election_id: str = "",
+        leader_election_namespace: str | None = None,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        leader_election_release_on_cancel: bool = False,
+        graceful_shutdown_timeout: float | None = 30.0,
+        cache_sync_timeout: float = 120.0,
+        namespaces: Sequence[str] | None = None,
+        by_object: Mapping[GVK, ObjectSelector] | None = None,
+        cache_transform: Transform | None = strip_managed_fields,
+        resync_period: float | None = None,
+        uncached: Sequence[GVK] = (),
+        identity: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._clock = clock or RealClock()
+        if isinstance(config_or_client, Client):
+            self.api_reader: Client = config_or_client
+            self._owns_client = False
+        else:
+            cfg = config_or_client if config_or_client is not None else load_config()
+            self.api_reader = Client(cfg, clock=self._clock)
+            self._owns_client = True
+        self.cache = Cache(
+            self.api_reader,
+            default_namespaces=namespaces,
+            transform=cache_transform,
+            by_object=by_object,
+            resync_period=resync_period,
+            clock=self._clock,
+        )
+        self.client = CachedClient(self.cache, self.api_reader, uncached)
+        self.identity = identity or default_identity()
+        self._metrics_addr = parse_bind_address(metrics_bind_address)
+        self._probe_addr = parse_bind_address(health_probe_bind_address)
+        self.probes: ProbeServer | None = ProbeServer(*self._probe_addr) if self._probe_addr else None
+        self.metrics_server: MetricsServer | None = (
+            MetricsServer(*self._metrics_addr, metrics.REGISTRY) if self._metrics_addr else None
+        )
+        self.graceful_shutdown_timeout = graceful_shutdown_timeout
+        if graceful_shutdown_timeout is not None and graceful_shutdown_timeout < 0:
+            raise ValueError("graceful_shutdown_timeout must be >= 0 seconds (0 = don't wait) or None (forever)")
+        self.cache_sync_timeout = cache_sync_timeout
+        self.leader_election: LeaderElectionConfig | None = None
+        if leader_election:
+            if not leader_election_id:
+                raise ValueError("leader_election=True needs leader_election_id (the Lease name, e.g. 'kaito-lock')")
+            ns = leader_election_namespace or in_cluster_namespace()
+            if not ns:
+                raise ValueError("leader_election=True outside a cluster needs leader_election_namespace")
+            self.leader_election = LeaderElectionConfig(
+                name=leader_election_id,
+                namespace=ns,
+                identity=self.identity,
+                lease_duration=lease_duration,
+                renew_deadline=renew_deadline,
+                retry_period=retry_period,
+                release_on_cancel=leader_election_release_on_cancel,
+            )
+        self.elector: LeaderElector | None = None
+        self._elected = asyncio.Event()
+        self._groups = {name: _Group(name) for name in GROUPS}
+        self._groups["caches"].runnables.append(self.cache)
+        self._recorders: builtins.list[EventRecorder] = []
+        self._started = False
+        self._fatal: BaseException | None = None
+        self._wake: asyncio.Event | None = None
+
+    # ---------------------------------------------------------------- registration
+
+    def add(self, runnable: Runnable) -> None:
+        """Add a runnable; it starts with its group (at once if that group is already running).
+
+        Grouping: ``runnable_group = "webhooks"`` attribute → webhooks; has ``wait_for_cache_sync`` → caches;
+        ``needs_leader_election()`` False → always-on; otherwise (True, or not defined) → leader-only.
+        """
+        if not callable(getattr(runnable, "start", None)):
+            raise TypeError(f"{runnable!r} is not a Runnable: it needs 'async def start(self, stop)'")
+        group = self._group_of(runnable)
+        g = self._groups[group]
+        g.runnables.append(runnable)
+        if g.started:
+            self._launch(g, runnable)
+
+    def _group_of(self, runnable: Runnable) -> str:
+        if getattr(runnable, "runnable_group", None) == "webhooks":
+            return "webhooks"
+        if callable(getattr(runnable, "wait_for_cache_sync", None)):
+            return "caches"
+        needs = getattr(runnable, "needs_leader_election", None)
+        if callable(needs) and not needs():
+            return "others"
+        return "leader"
+
+    def add_healthz_check(self, name: str, check: Check) -> None:
+        """Add a liveness check served on ``/healthz`` and ``/healthz/<name>``.
+
+        Raises:
+            RuntimeError: the probe server is disabled. ValueError: the name is taken or malformed.
+        """
+        if self.probes is None:
+            raise RuntimeError("health probes are disabled (health_probe_bind_address='0'); enable them to add checks")
+        self.probes.add_healthz_check(name, check)
+
+    def add_readyz_check(self, name: str, check: Check) -> None:
+        """Add a readiness check served on ``/readyz`` and ``/readyz/<name>`` (see :meth:`add_healthz_check`)."""
+        if self.probes is None:
+            raise RuntimeError("health probes are disabled (health_probe_bind_address='0'); enable them to add checks")
+        self.probes.add_readyz_check(name, check)
+
+    def event_recorder(self, name: str) -> EventRecorder:
+        """An events.k8s.io/v1 recorder reporting as ``name``; flushed when the manager stops."""
+        rec = EventRecorder(self.api_reader, name, self.identity, clock=self._clock)
+        self._recorders.append(rec)
+        return rec
+
+    def index_field(self, gvk: GVK, name: str, fn: IndexFunc) -> None:
+        """Add a cache index (controller-runtime's ``mgr.GetFieldIndexer().IndexField``)."""
+        self.cache.index_field(gvk, name, fn)
+
+    def elected(self) -> asyncio.Event:
+        """Set once this replica may run leader-only runnables (at once when leader election is off)."""
+        return self._elected
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port`` of the metrics server once started (None when disabled)."""
+        return self.metrics_server.url if self.metrics_server else None
+
+    @property
+    def health_probe_url(self) -> str | None:
+        """``http://host:port`` of the probe server once started (None when disabled)."""
+        return self.probes.url if self.probes else None
+
+    # ---------------------------------------------------------------- running
+
+    def _launch(self, group: _Group, runnable: Runnable) -> None:
+        task = asyncio.create_task(runnable.start(group.stop), name=f"{group.name}: {type(runnable).__name__}")
+        group.tasks.append(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled():
+                return
+            err = t.exception()
+            if err is not None and self._fatal is None:
+                log.error("runnable failed", group=group.name, runnable=type(runnable).__name__, error=repr(err))
+                self._fatal = err
+                if self._wake is not None:
+                    self._wake.set()
+
+        task.add_done_callback(done)
+
+    def _start_group(self, name: str) -> None:
+        g = self._groups[name]
+        g.started = True
+        for r in builtins.list(g.runnables):
+            self._launch(g, r)
+
+    async def _wait_or_wake(self, aw: Any, stop: asyncio.Event) -> Any:
+        """Await ``aw`` unless stop or a fatal error comes first (then return None)."""
+        assert self._wake is not None
+        task = asyncio.ensure_future(aw)
+        waker = asyncio.ensure_future(self._wake.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            stopper.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Run everything until ``stop`` is set (or forever), then shut down.
+
+        Raises:
+            LeaderElectionLost: leadership was lost (everything was cancelled at once).
+            TimeoutError: the caches did not sync within ``cache_sync_timeout``.
+            Exception: the first error a runnable raised (after a graceful shutdown).
+            OSError: a server could not bind its address.
+            RuntimeError: the manager was already started.
+        """
+        if self._started:
+            raise RuntimeError("manager already started; create a new Manager to start again")
+        self._started = True
+        stop = stop or asyncio.Event()
+        self._wake = asyncio.Event()
+        servers = [s for s in (self.probes, self.metrics_server) if s is not None]
+        elector_task: asyncio.Task[None] | None = None
+        lost = False
+        try:
+            for s in servers:
+                await s.start()
+            self._start_group("webhooks")
+            self._start_group("caches")
+            synced = await self._wait_or_wake(self._wait_caches(), stop)
+            if synced is False:
+                raise TimeoutError(
+                    f"caches did not sync within {self.cache_sync_timeout} s; check RBAC (list/watch) and that the "
+                    f"kinds' CRDs are installed"
+                )
+            if not stop.is_set() and self._fatal is None:
+                self._start_group("others")
+                if self.leader_election is not None:
+                    self.elector = LeaderElector(self.api_reader, self.leader_election, clock=self._clock)
+                    elector_task = asyncio.create_task(self._campaign(self.elector), name="leader-election")
+                else:
+                    self._elected.set()
+                    self._start_group("leader")
+                await self._wait_or_wake(asyncio.Event().wait(), stop)
+            lost = isinstance(self._fatal, LeaderElectionLost)
+        finally:
+            await self._shutdown(elector_task, immediate=lost or isinstance(self._fatal, LeaderElectionLost))
+            for s in reversed(servers):
+                await s.stop()
+            if self._owns_client:
+                await self.api_reader.close()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _wait_caches(self) -> bool:
+        ok = await self.cache.wait_for_cache_sync(self.cache_sync_timeout)
+        for r in self._groups["caches"].runnables:
+            if r is not self.cache:
+                ok = ok and bool(await r.wait_for_cache_sync(self.cache_sync_timeout))  # type: ignore[attr-defined]
+        return ok
+
+    async def _campaign(self, elector: LeaderElector) -> None:
+        stop = self._groups["leader"].stop
+        run = asyncio.create_task(elector.run(stop))
+        elected = asyncio.create_task(elector.elected.wait())
+        await asyncio.wait({run, elected}, return_when=asyncio.FIRST_COMPLETED)
+        if elected.done() and not stop.is_set():
+            self._elected.set()
+            self._start_group("leader")
+        else:
+            elected.cancel()
+        try:
+            await run
+        except LeaderElectionLost as err:
+            if self._fatal is None:
+                self._fatal = err
+            assert self._wake is not None
+            self._wake.set()
+
+    async def _shutdown(self, elector_task: asyncio.Task[None] | None, *, immediate: bool) -> None:
+        timeout = 0.0 if immediate else self.graceful_shutdown_timeout
+        deadline = None if timeout is None else self._clock.now() + timeout
+        order = ("leader", "others", "caches", "webhooks")
+        for name in order:
+            g = self._groups[name]
+            g.stop.set()
+            if name == "leader" and elector_task is not None:
+                # the elector stops with the leader group; it may release the lease
+                pending_tasks = [*g.tasks]
+                await self._wait_tasks(pending_tasks, deadline)
+                if immediate:
+                    elector_task.cancel()
+                await asyncio.gather(elector_task, return_exceptions=True)
+                continue
+            await self._wait_tasks(g.tasks, deadline)
+        for rec in self._recorders:
+            if immediate:
+                continue
+            try:
+                await self._bounded(rec.aclose(), deadline)
+            except Exception as err:
+                log.warning("event recorder close failed", error=str(err))
+
+    async def _bounded(self, aw: Any, deadline: float | None) -> None:
+        task = asyncio.ensure_future(aw)
+        if deadline is None:
+            await task
+            return
+        remaining = deadline - self._clock.now()
+        if remaining > 0:
+            timer = asyncio.ensure_future(self._clock.sleep(remaining))
+            await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+            timer.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _wait_tasks(self, tasks: Sequence[asyncio.Task[None]], deadline: float | None) -> None:
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        remaining = None if deadline is None else deadline - self._clock.now()
+        if remaining is None:
+            await asyncio.wait(pending)
+        elif remaining > 0:
+            timer = asyncio.ensure_future(self._clock.sleep(remaining))
+            waiter = asyncio.ensure_future(asyncio.wait(pending))
+            await asyncio.wait({timer, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            timer.cancel()
+            waiter.cancel()
+        stragglers = [t for t in pending if not t.done()]
+        if stragglers:
+            if remaining is not None and remaining > 0:
+                log.warning("graceful shutdown timed out; cancelling runnables",
+                            runnables=[t.get_name() for t in stragglers])
+            for t in stragglers:
+                t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # ---------------------------------------------------------------- process entry
+
+    async def run_until_signal(self) -> None:
+        """:meth:`start` until SIGTERM or SIGINT; a second signal exits the process with status 1 at once."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        received = 0
+
+        def on_signal() -> None:
+            nonlocal received
+            received += 1
+            if received > 1:
+                os._exit(1)
+            log.info("signal received, shutting down")
+            stop.set()
+
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await self.start(stop)
+        finally:
+            for sig in signals:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+    def run(self) -> None:
+        """Blocking entry point for ``main()``: run in a new event loop until SIGTERM/SIGINT."""
+        asyncio.run(self.run_until_signal())

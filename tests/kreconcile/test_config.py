@@ -1,0 +1,87 @@
+"""load_config: explicit path → $KUBECONFIG → in-cluster → ~/.kube/config; RestConfig → ApiClient."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kreconcile.client import TokenBucket
+from kreconcile.clock import FakeClock
+from kreconcile.config import DEFAULT_BURST, DEFAULT_QPS, ConfigError, RestConfig, load_config
+
+
+def kubeconfig(path: Path, server: str, context: str = "dev", token: str = "t0k") -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}},
+                     {"name": "other", "context": {"cluster": "c2", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+    }))
+    return path
+
+
+def test_explicit_path_wins_over_env_and_defaults_are_controller_runtime_rates(tmp_path: Path) -> None:
+    a = kubeconfig(tmp_path / "a", "http://127.0.0.1:1111")
+    b = kubeconfig(tmp_path / "b", "http://127.0.0.1:2222")
+    cfg = load_config(str(a), environ={"KUBECONFIG": str(b)})
+    assert cfg.host == "http://127.0.0.1:1111" and cfg.kubeconfig == str(a)
+    assert (cfg.qps, cfg.burst) == (DEFAULT_QPS, DEFAULT_BURST) == (20.0, 30)
+    assert load_config(environ={"KUBECONFIG": str(b)}).host == "http://127.0.0.1:2222"
+
+
+def test_in_cluster_used_when_no_kubeconfig(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("abc")
+    cfg = load_config(environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+                      service_account_dir=str(tmp_path))
+    assert cfg.in_cluster and cfg.host == "https://10.0.0.1:443"
+
+
+def test_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "missing"), environ={})
+    k = kubeconfig(tmp_path / "k", "http://x")
+    with pytest.raises(ConfigError, match="context 'nope' not found"):
+        load_config(str(k), "nope", environ={})
+    with pytest.raises(ConfigError, match="has no server URL"):
+        load_config(str(k), "other", environ={})
+
+
+async def test_new_api_client_carries_host_and_token(tmp_path: Path) -> None:
+    cfg = load_config(str(kubeconfig(tmp_path / "k", "http://127.0.0.1:3333")), environ={})
+    api = await cfg.new_api_client()
+    try:
+        assert api.configuration.host == "http://127.0.0.1:3333"
+        assert "t0k" in str(await api.configuration.get_api_key_with_prefix("BearerToken"))
+    finally:
+        await api.close()
+    explicit = await RestConfig(host="http://127.0.0.1:1", token="secret").new_api_client()
+    try:
+        assert await explicit.configuration.get_api_key_with_prefix("BearerToken") == "Bearer secret"
+    finally:
+        await explicit.close()
+
+
+async def test_token_bucket_allows_burst_then_paces_at_qps() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(qps=10, burst=3, clock=clock)
+    waits = []
+    for _ in range(3):
+        waits.append(await bucket.acquire())
+    assert waits == [0.0, 0.0, 0.0]
+    t1 = asyncio.create_task(bucket.acquire())
+    t2 = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    assert clock.sleepers == 2
+    assert clock.next_deadline() == pytest.approx(0.1)  # one token per 100 ms, in arrival order
+    clock.advance(0.1)
+    assert await t1 == pytest.approx(0.1)
+    assert not t2.done() and clock.next_deadline() == pytest.approx(0.2)
+    clock.advance(0.1)
+    assert await t2 == pytest.approx(0.2)
+    assert await TokenBucket(qps=0, burst=0, clock=clock).acquire() == 0.0  # disabled
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(qps=5, burst=0)
