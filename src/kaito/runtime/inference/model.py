@@ -1,0 +1,248 @@
+"""Loading a model directory and running its forward passes over the slot KV cache.
+
+:func:`load_model` checks the directory first (config, tokenizer, every weight shard) so a missing or incomplete
+download fails startup with the missing file's name instead of a stack trace from deep inside transformers. It
+loads with ``local_files_only=True``: the server never reaches a model hub (``HF_HUB_OFFLINE=1`` is set as well).
+
+:class:`ModelRunner` runs the two kinds of forward pass the engine needs: *prefill* (the prompts of newly admitted
+requests, left-padded to a common length) and *decode* (one token for every running sequence). Both pass
+explicit ``position_ids`` and a 4-D boolean mask, so each sequence sees exactly its own tokens whatever else is in
+the batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kaito.runtime.inference.errors import StartupError
+from kaito.runtime.inference.kvcache import SlotKVCache
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(flag: str) -> torch.device:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without a GPU is a :class:`StartupError`."""
+    if flag == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if flag == "cuda" and not torch.cuda.is_available():
+        raise StartupError("--device cuda was given but torch sees no CUDA GPU; use --device cpu or auto")
+    if flag not in ("cpu", "cuda"):
+        raise StartupError(f"--device {flag!r} is not one of auto, cpu, cuda")
+    return torch.device(flag)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AMX tiles or AVX-512 BF16).
+
+    Without them torch emulates bf16 matmuls by converting to fp32, which measured slower than plain fp32 on this
+    project's AVX2-only development machine (see docs/runtime.md, "dtype").
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_dtype(flag: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it (else fp16); on CPU bf16 only with native bf16 instructions
+    (:func:`cpu_has_fast_bf16`), else float32. Explicit names are taken as given."""
+    if flag == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if flag not in DTYPES:
+        raise StartupError(f"--dtype {flag!r} is not one of auto, {', '.join(DTYPES)}")
+    return DTYPES[flag]
+
+
+def check_model_dir(path: Path) -> None:
+    """Fail with the missing file's name when ``path`` is not a complete model directory.
+
+    Requires ``config.json``, a tokenizer (``tokenizer.json`` or ``tokenizer_config.json``) and the weights:
+    ``model.safetensors``, or ``model.safetensors.index.json`` with every shard it lists (``.bin`` alike).
+
+    Raises:
+        StartupError: naming the directory and what is missing.
+    """
+    if not path.is_dir():
+        raise StartupError(f"model directory {path} does not exist; pass --model-dir or --preset")
+    missing = [name for name in ("config.json",) if not (path / name).is_file()]
+    if not any((path / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        missing.append("tokenizer.json")
+    single = [n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+    index = [n for n in ("model.safetensors.index.json", "pytorch_model.bin.index.json") if (path / n).is_file()]
+    if not single and not index:
+        missing.append("model.safetensors (or model.safetensors.index.json and its shards)")
+    for name in index:
+        try:
+            shards = set(json.loads((path / name).read_text())["weight_map"].values())
+        except (ValueError, KeyError) as exc:
+            raise StartupError(f"{path / name} is not a valid weight index ({exc}); re-download the model") from exc
+        missing += sorted(s for s in shards if not (path / s).is_file())
+    if missing:
+        raise StartupError(f"model directory {path} is incomplete: missing {', '.join(missing)}")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model with what the engine needs to know about it.
+
+    Attributes:
+        model: the transformers ``*ForCausalLM`` (or a peft ``PeftModel`` around it once adapters are attached).
+        tokenizer: its tokenizer (chat template included when the directory has one).
+        device, dtype: where and in which precision it runs.
+        eos_ids: token ids that end generation (generation config and tokenizer).
+        context_window: the model's ``max_position_embeddings``.
+    """
+
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    eos_ids: tuple[int, ...]
+    context_window: int
+
+
+def load_model(model_dir: Path, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load ``model_dir`` for inference (eval mode, no gradients).
+
+    On several GPUs the layers are spread over all of them (``device_map="auto"``).
+
+    Raises:
+        StartupError: the directory is incomplete, or the device/dtype flags are invalid.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    check_model_dir(model_dir)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    kwargs: dict[str, Any] = {"dtype": dt, "local_files_only": True}
+    if dev.type == "cuda" and torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot load the model in {model_dir}: {exc}") from exc
+    if "device_map" not in kwargs:
+        model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    eos: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            eos.add(value)
+        elif isinstance(value, list):
+            eos.update(int(v) for v in value)
+    window = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    return LoadedModel(model, tokenizer, dev, dt, tuple(sorted(eos)), window)
+
+
+def _kv_geometry(config: Any) -> tuple[int, int, int]:
+    layers = int(config.num_hidden_layers)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return layers, kv_heads, head_dim
+
+
+class ModelRunner:
+    """Runs prefill and decode forward passes of one model over a :class:`SlotKVCache`.
+
+    Not thread-safe: only the engine's worker thread calls it.
+
+    Args:
+        loaded: the model.
+        max_slots: most concurrent sequences.
+        max_positions: context window served (``--max-model-len``).
+    """
+
+    def __init__(self, loaded: LoadedModel, *, max_slots: int, max_positions: int) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        config = getattr(self.model, "config", None)
+        layers, kv_heads, head_dim = _kv_geometry(config)
+        self.cache = SlotKVCache(
+            num_layers=layers,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            max_slots=max_slots,
+            max_positions=max_positions,
+            dtype=loaded.dtype,
+            device=loaded.device,
+        )
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        params = inspect.signature(base.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.device = loaded.device
+
+    def _forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, adapters: list[str] | None
+    ) -> torch.Tensor:
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "position_ids": positions,
+            "attention_mask": mask,
+            self._cache_kw: self.cache,
+            "use_cache": True,
+            "logits_to_keep": 1,
+        }
+        if adapters is not None:
+            kwargs["adapter_names"] = adapters
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        return out.logits[:, -1, :]
+
+    def prefill(self, prompts: list[list[int]], slots: list[int], adapters: list[str] | None) -> torch.Tensor:
+        """Run the prompts (each written into its slot from position 0); return ``[len(prompts), vocab]`` logits
+        for the token after each prompt. ``adapters`` names the peft adapter of each row (None: no peft)."""
+        n, width = len(prompts), max(len(p) for p in prompts)
+        self.cache.ensure_capacity(max(slots) + 1, width)
+        ids = torch.zeros((n, width), dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        valid = torch.zeros((n, width), dtype=torch.bool)
+        for row, prompt in enumerate(prompts):
+            pad = width - len(prompt)
+            ids[row, pad:] = torch.tensor(prompt, dtype=torch.long)
+            pos[row, pad:] = torch.arange(len(prompt))
+            valid[row, pad:] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
+        self.cache.begin_prefill(slots, width)
+        logits = self._forward(ids.to(self.device), pos.to(self.device), mask[:, None].to(self.device), adapters)
+        self._realign(prompts, slots, width)
+        return logits
+
+    def _realign(self, prompts: list[list[int]], slots: list[int], width: int) -> None:
+        # left padding wrote prompt j at positions [pad_j, width) of its slot; move it to start at 0
+        for prompt, slot in zip(prompts, slots, strict=True):
+            pad = width - len(prompt)
+            if pad == 0:
+                continue
+            for store in (self.cache.keys, self.cache.values):
+                for t in store:
+                    t[slot, :, : len(prompt)] = t[slot, :, pad:width].clone()
+
+    def decode(self, tokens: list[int], positions: list[int], adapters: list[str] | None) -> torch.Tensor:
+        """One token per running sequence (slot ``i`` holds row ``i``) at the given positions; returns
+        ``[len(tokens), vocab]`` logits."""
+        b = len(tokens)
+        self.cache.ensure_capacity(b, max(positions) + 1)
+        read = max(positions) + 1
+        pos = torch.tensor(positions, dtype=torch.long)
+        mask = torch.arange(read)[None, :] <= pos[:, None]
+        self.cache.begin_decode(positions)
+        return self._forward(
+            torch.tensor(tokens, dtype=torch.long, device=self.device)[:, None],
+            pos[:, None].to(self.device),
+            mask[:, None, None, :].to(self.device),
+            adapters,
+        )
