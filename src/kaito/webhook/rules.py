@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kaito.api import constants as c
 from kaito.api import workspace as wsapi
@@ -34,7 +34,7 @@ LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 UNKNOWN_SKU_PREFIX = "Standard_N"
 """Unknown instance types with this prefix are tolerated (new Azure GPU sizes), with a warning (upstream)."""
 
-_MODELS = [
+_MODELS: list[type[BaseModel]] = [
     wsapi.WorkspaceV1beta1,
     wsapi.WorkspaceV1alpha1,
     wsapi.ResourceSpec,

@@ -124,7 +124,7 @@ def _adapter_parts(
         env.append({"name": name, "value": adapter.strength or "1.0"})
         if adapter.source.image:
             command = ["python", "-m", "kaito.runtime.oci", "pull", adapter.source.image, target]
-            init_mounts = [{"name": ADAPTER_VOLUME, "mountPath": c.ADAPTER_DIR}]
+            init_mounts: list[dict[str, Any]] = [{"name": ADAPTER_VOLUME, "mountPath": c.ADAPTER_DIR}]
             for secret in adapter.source.image_pull_secrets or []:
                 secrets.append(secret)
                 vol = f"pull-secret-{secret}"

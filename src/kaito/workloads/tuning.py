@@ -106,8 +106,8 @@ def tuning_job(ws: AnyWorkspace, preset: ModelPreset, *, gpus_per_node: int, ver
             image = tuning.preset.preset_options.image
         secrets += tuning.preset.preset_options.image_pull_secrets or []
     volumes: list[dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": tuning_config_name(ws)}}]
-    data_mount = {"name": DATA_VOLUME, "mountPath": c.DATA_DIR}
-    output_mount = {"name": OUTPUT_VOLUME, "mountPath": c.OUTPUT_DIR}
+    data_mount: dict[str, Any] = {"name": DATA_VOLUME, "mountPath": c.DATA_DIR}
+    output_mount: dict[str, Any] = {"name": OUTPUT_VOLUME, "mountPath": c.OUTPUT_DIR}
     inits: list[dict[str, Any]] = []
     source = tuning.input
     if source.volume_source:
@@ -119,7 +119,7 @@ def tuning_job(ws: AnyWorkspace, preset: ModelPreset, *, gpus_per_node: int, ver
             inits.append({"name": "data-downloader", "image": tools, "command": command, "volumeMounts": [data_mount]})
         elif source.image:
             command = ["python", "-m", "kaito.runtime.oci", "pull", source.image, c.DATA_DIR]
-            mounts = [data_mount]
+            mounts: list[dict[str, Any]] = [data_mount]
             for secret in source.image_pull_secrets or []:
                 vol = f"pull-secret-{secret}"
                 volumes.append({"name": vol, "secret": {"secretName": secret}})
