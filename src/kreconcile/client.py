@@ -347,10 +347,11 @@ class Client:
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = True,
     ) -> AsyncIterator[WatchEvent]:
-        """Stream changes as ``(type, object)`` pairs until the server ends the watch (``timeout_seconds``) or
-        the connection drops; the iterator then simply ends.
+        """Stream changes as ``(type, object)`` pairs until the server ends the watch (``timeout_seconds``); the
+        iterator then simply ends.
 
         Raises:
+            aiohttp.ClientError: the connection dropped mid-stream (watch again from the last resourceVersion).
             Expired: ``resource_version`` is too old (from the request or an ERROR event); relist.
             ApiError: any other ERROR event or failed request.
         """
@@ -376,8 +377,6 @@ class Client:
                 if etype == "ERROR":
                     raise from_response(int(obj.get("code") or 500), obj)
                 yield str(etype), obj
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError):
-            return
         finally:
             resp.release()
 
