@@ -163,13 +163,13 @@ class QueueingEventHandler:
                         seen.add(request)
                         self.queue.add(request, priority=priority)
         except Exception:
-            _log.exception("event_handler_failed", event=event, mapper=type(self.mapper).__name__)
+            _log.exception("event_handler_failed", event_type=event, mapper=type(self.mapper).__name__)
 
     def _passes(self, check: Callable[[Predicate], bool], event: str) -> bool:
         try:
             return all(check(p) for p in self.predicates)
         except Exception:
-            _log.exception("predicate_failed", event=event)
+            _log.exception("predicate_failed", event_type=event)
             return False
 
     def on_add(self, obj: dict[str, Any], is_in_initial_list: bool) -> None:
