@@ -169,7 +169,7 @@ class LocalCluster:
             Builder(manager)
             .named("localcluster-nodes")
             .for_(NODE, namespaced=False, predicates=[Funcs(update=lambda o, n: False)])
-            .with_options(needs_leader_election=False)
+            .with_options(needs_leader_election=False, skip_name_validation=True)
             .complete(self._reconcile_node)
         )
         self._manager_task = asyncio.create_task(manager.start(self._stop), name="localcluster-manager")

@@ -173,6 +173,6 @@ def setup_deployment_controller(
         .named("localcluster-deployment")
         .for_(DEPLOYMENT)
         .owns(POD)
-        .with_options(needs_leader_election=False)
+        .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(DeploymentReconciler(client, cache, clock))
     )

@@ -212,6 +212,6 @@ def setup_endpoints_controller(manager: ManagerLike, client: Client, cache: Cach
         .named("localcluster-endpoints")
         .for_(SERVICE)
         .watches(POD, lambda pod: _services_selecting(cache, pod))
-        .with_options(needs_leader_election=False)
+        .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(EndpointsReconciler(client, cache))
     )

@@ -221,6 +221,6 @@ def setup_job_controller(
         .named("localcluster-job")
         .for_(JOB)
         .owns(POD)
-        .with_options(needs_leader_election=False)
+        .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(JobReconciler(client, cache, clock, backoff_base_s))
     )

@@ -239,6 +239,6 @@ def setup_kubelet_controller(
         Builder(manager)
         .named(name)
         .for_(POD, predicates=[Funcs(create=local, update=lambda o, n: local(n) or local(o), delete=local)])
-        .with_options(needs_leader_election=False, max_concurrent_reconciles=4)
+        .with_options(needs_leader_election=False, skip_name_validation=True, max_concurrent_reconciles=4)
         .complete(KubeletReconciler(cache, kubelets))
     )

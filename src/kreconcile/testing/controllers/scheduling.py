@@ -143,6 +143,6 @@ def setup_scheduler(
         .watches(POD, lambda _pod: _pending_pods(cache),
                  predicates=[Funcs(create=lambda _o: False, update=_frees_capacity_on_update,
                                    delete=lambda o: bool((o.get("spec") or {}).get("nodeName")))])
-        .with_options(needs_leader_election=False)
+        .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(SchedulerReconciler(client, cache, recorder, clock))
     )

@@ -210,6 +210,6 @@ def setup_statefulset_controller(manager: ManagerLike, client: Client, cache: Ca
         .named("localcluster-statefulset")
         .for_(STATEFULSET)
         .owns(POD)
-        .with_options(needs_leader_election=False)
+        .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(StatefulSetReconciler(client, cache))
     )

@@ -1,0 +1,309 @@
+"""LocalCluster end to end: kubectl against the emulator, real local processes, HTTP through Services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kreconcile.clock import FakeClock
+from kreconcile.testing.controllers._common import DEPLOYMENT, JOB, POD, STATEFULSET
+from kreconcile.testing.kubelet import live_process_groups
+from kreconcile.testing.localcluster import LocalCluster
+
+from .conftest import apply, deployment, kubectl, service, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _http_get(host: str, port: int, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+async def _pods(cluster: LocalCluster, selector: str | None = None) -> list[dict[str, Any]]:
+    assert cluster.client is not None
+    return list((await cluster.client.list(POD, "default", label_selector=selector))["items"])
+
+
+def _pid(pod: dict[str, Any]) -> int:
+    return int(pod["status"]["containerStatuses"][0]["containerID"].split("//")[1])
+
+
+async def test_deployment_becomes_ready_and_is_reachable_through_its_service(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    await apply(cluster, deployment("web", replicas=2), service("web"))
+    await kubectl(cluster, "wait", "--for=condition=Available", "deployment/web", "--timeout=60s")
+    host, port = await cluster.wait_service_address("default", "web", 80)
+    answers = {await asyncio.to_thread(_http_get, host, port) for _ in range(6)}
+    pod_names = {p["metadata"]["name"] for p in await _pods(cluster, "app=web")}
+    assert answers == {f"hello from {name}\n" for name in pod_names}  # round-robin reaches both replicas
+    status = json.loads(await kubectl(cluster, "get", "deployment", "web", "-o", "json"))["status"]
+    assert status["readyReplicas"] == 2 and status["availableReplicas"] == 2 and status["updatedReplicas"] == 2
+    endpoints = json.loads(await kubectl(cluster, "get", "endpoints", "web", "-o", "json"))
+    assert len(endpoints["subsets"][0]["addresses"]) == 2
+    assert endpoints["subsets"][0]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    pod = sorted(pod_names)[0]
+    logs = await kubectl(cluster, "logs", pod)
+    assert "listening on" in logs
+
+
+async def test_template_change_replaces_pods(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    await apply(cluster, deployment("roll", replicas=1))
+    first = await wait_for(lambda: _ready_names(cluster, "app=roll"))
+    changed = deployment("roll", replicas=1)
+    changed["spec"]["template"]["metadata"]["labels"]["version"] = "2"
+    await apply(cluster, changed)
+    second = await wait_for(
+        lambda: _only_new_ready(cluster, "app=roll", first), timeout=60
+    )
+    assert second.isdisjoint(first)
+
+
+async def _ready_names(cluster: LocalCluster, selector: str) -> set[str]:
+    return {p["metadata"]["name"] for p in await _pods(cluster, selector)
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
+
+
+async def _only_new_ready(cluster: LocalCluster, selector: str, old: set[str]) -> set[str] | None:
+    pods = await _pods(cluster, selector)
+    names = {p["metadata"]["name"] for p in pods}
+    ready = await _ready_names(cluster, selector)
+    return ready if ready and names.isdisjoint(old) else None
+
+
+async def test_statefulset_scales_one_to_three_to_one_in_order(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "db", "image": "busybox",
+                                                  "command": ["sh", "-c", "echo $HOSTNAME; exec sleep 300"],
+                                                  "readinessProbe": {"exec": {"command": ["true"]},
+                                                                     "periodSeconds": 1}}],
+                                  "terminationGracePeriodSeconds": 1}},
+        },
+    }
+    await apply(cluster, sts)
+    seen: list[str] = []
+    gone: list[str] = []
+    current: set[str] = set()
+
+    async def track(target: set[str]) -> bool:
+        names = {p["metadata"]["name"] for p in await _pods(cluster, "app=db")}
+        seen.extend(sorted(names - current))
+        gone.extend(sorted(current - names))
+        current.clear()
+        current.update(names)
+        ready = await _ready_names(cluster, "app=db")
+        return names == target and ready == target
+
+    await wait_for(lambda: track({"db-0"}))
+    await kubectl(cluster, "scale", "statefulset", "db", "--replicas=3")
+    await wait_for(lambda: track({"db-0", "db-1", "db-2"}), timeout=60, interval=0.05)
+    assert seen == ["db-0", "db-1", "db-2"]
+    pod = next(p for p in await _pods(cluster, "app=db") if p["metadata"]["name"] == "db-2")
+    assert pod["spec"]["hostname"] == "db-2" and pod["spec"]["subdomain"] == "db"
+    assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "db-2"
+    assert cluster.read_log("default", "db-2") == b"db-2\n"
+    await kubectl(cluster, "scale", "statefulset", "db", "--replicas=1")
+    await wait_for(lambda: track({"db-0"}), timeout=60, interval=0.05)
+    assert gone == ["db-2", "db-1"]
+    assert cluster.client is not None
+    status = (await cluster.client.get(STATEFULSET, "db", "default"))["status"]
+    assert status["replicas"] == 1 and status["readyReplicas"] == 1
+
+
+async def test_job_that_fails_twice_then_succeeds_reports_the_counts(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    script = "n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /state/n; echo try $n; [ $n -ge 3 ]"
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "flaky", "namespace": "default"},
+        "spec": {
+            "backoffLimit": 4,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "try", "image": "busybox", "command": ["sh", "-c", script],
+                                "volumeMounts": [{"name": "state", "mountPath": "/state"}]}],
+                "volumes": [{"name": "state", "hostPath": {"path": "/var/flaky"}}],
+            }},
+        },
+    }
+    await apply(cluster, job)
+    await kubectl(cluster, "wait", "--for=condition=Complete", "job/flaky", "--timeout=60s")
+    assert cluster.client is not None
+    status = (await cluster.client.get(JOB, "flaky", "default"))["status"]
+    assert status["succeeded"] == 1
+    assert status["failed"] == 2
+    assert status.get("active", 0) == 0
+    assert "completionTime" in status
+    phases = sorted(p["status"]["phase"] for p in await _pods(cluster, "job-name=flaky"))
+    assert phases == ["Failed", "Failed", "Succeeded"]
+
+
+async def test_job_over_its_backoff_limit_fails(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "doomed", "namespace": "default"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox", "command": ["false"]}]}}},
+    }
+    await apply(cluster, job)
+    await kubectl(cluster, "wait", "--for=condition=Failed", "job/doomed", "--timeout=60s")
+    assert cluster.client is not None
+    status = (await cluster.client.get(JOB, "doomed", "default"))["status"]
+    assert status["failed"] == 2
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+
+
+async def test_gpu_pod_stays_pending_with_the_real_reason_until_a_node_has_capacity(cluster: LocalCluster) -> None:
+    await cluster.add_node("cpu-1")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "trainer", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "300"],
+                                 "resources": {"limits": {"nvidia.com/gpu": "2"}}}],
+                 "terminationGracePeriodSeconds": 1},
+    }
+    await apply(cluster, pod)
+
+    async def unschedulable() -> dict[str, Any] | None:
+        got = json.loads(await kubectl(cluster, "get", "pod", "trainer", "-o", "json"))
+        cond = next((c for c in got["status"].get("conditions", []) if c["type"] == "PodScheduled"), None)
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = await wait_for(unschedulable)
+    assert cond["reason"] == "Unschedulable"
+    assert cond["message"] == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    await cluster.add_node("gpu-1", capacity={"nvidia.com/gpu": "1"})
+    cond = await wait_for(lambda: _message_is(cluster, "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."))
+    await cluster.add_node("gpu-2", capacity={"nvidia.com/gpu": "2"})
+
+    async def running_on() -> str | None:
+        got = (await _pods(cluster))
+        p = next(x for x in got if x["metadata"]["name"] == "trainer")
+        return p["spec"].get("nodeName") if p["status"].get("phase") == "Running" else None
+
+    assert await wait_for(running_on) == "gpu-2"
+
+
+async def _message_is(cluster: LocalCluster, message: str) -> bool:
+    pods = await _pods(cluster)
+    p = next(x for x in pods if x["metadata"]["name"] == "trainer")
+    return any(c.get("message") == message for c in p["status"].get("conditions", []))
+
+
+async def test_deleting_the_owner_removes_pods_and_kills_processes(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    await apply(cluster, deployment("doomed", replicas=2))
+    await kubectl(cluster, "wait", "--for=condition=Available", "deployment/doomed", "--timeout=60s")
+    pods = await _pods(cluster, "app=doomed")
+    pids = [_pid(p) for p in pods]
+    assert all(_alive(pid) for pid in pids)
+    await kubectl(cluster, "delete", "deployment", "doomed", "--wait=false")
+    await wait_for(lambda: _no_pods(cluster, "app=doomed"), timeout=60)
+    await wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+    assert not set(pids) & live_process_groups()
+    assert cluster.client is not None
+    assert not [d for d in (await cluster.client.list(DEPLOYMENT, "default"))["items"]]
+
+
+async def _no_pods(cluster: LocalCluster, selector: str) -> bool:
+    return not await _pods(cluster, selector)
+
+
+async def test_crashing_container_goes_to_crash_loop_backoff_with_growing_backoff(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with LocalCluster(data_dir=tmp_path / "c", kubelet_clock=clock) as cluster:
+        await cluster.add_node("node-1")
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "crasher", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo oops; exit 2"]}]},
+        }
+        await apply(cluster, pod)
+        messages = []
+        for expected in ("10s", "20s", "40s"):
+            status = await wait_for(lambda e=expected: _backoff_status(cluster, e))
+            messages.append(status["state"]["waiting"]["message"])
+            assert status["lastState"]["terminated"]["exitCode"] == 2
+            clock.advance(clock.next_deadline() - clock.now())  # type: ignore[operator]
+        assert [m.split()[1] for m in messages] == ["10s", "20s", "40s"]
+        got = json.loads(await kubectl(cluster, "get", "pod", "crasher", "-o", "json"))
+        assert got["status"]["phase"] == "Running"
+        assert got["status"]["containerStatuses"][0]["restartCount"] >= 3
+        assert (await kubectl(cluster, "logs", "crasher", "--previous")) == "oops\n"
+
+
+async def _backoff_status(cluster: LocalCluster, delay: str) -> dict[str, Any] | None:
+    pods = await _pods(cluster)
+    p = next((x for x in pods if x["metadata"]["name"] == "crasher"), None)
+    statuses = (p or {}).get("status", {}).get("containerStatuses") or []
+    if not statuses:
+        return None
+    waiting = statuses[0]["state"].get("waiting") or {}
+    if waiting.get("reason") == "CrashLoopBackOff" and f"back-off {delay} " in waiting.get("message", ""):
+        return dict(statuses[0])
+    return None
+
+
+async def test_stopping_the_cluster_leaves_no_process(tmp_path: Path) -> None:
+    async with LocalCluster(data_dir=tmp_path / "c") as cluster:
+        await cluster.add_node("node-1")
+        sleeper = deployment("sleepy", replicas=2)
+        sleeper["spec"]["template"]["spec"]["containers"] = [
+            {"name": "s", "image": "busybox", "command": ["sh", "-c", "trap '' TERM; sleep 300 & wait"]}
+        ]
+        await apply(cluster, sleeper)
+        pods = await wait_for(lambda: _running(cluster, "app=sleepy", 2))
+        pids = [_pid(p) for p in pods]
+    assert not any(_alive(pid) for pid in pids)
+    assert not set(pids) & live_process_groups()
+
+
+async def _running(cluster: LocalCluster, selector: str, count: int) -> list[dict[str, Any]] | None:
+    pods = [p for p in await _pods(cluster, selector) if p["status"].get("phase") == "Running"
+            and p["status"].get("containerStatuses")]
+    return pods if len(pods) == count else None
+
+
+async def test_a_node_created_by_a_provisioner_is_served_and_reported_ready(cluster: LocalCluster) -> None:
+    assert cluster.client is not None
+    await cluster.client.create({"apiVersion": "v1", "kind": "Node",
+                                 "metadata": {"name": "provisioned", "labels": {"pool": "gpu"}}})
+
+    async def ready() -> bool:
+        node = json.loads(await kubectl(cluster, "get", "node", "provisioned", "-o", "json"))
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+    await wait_for(ready)
+    lease = json.loads(await kubectl(cluster, "get", "lease", "provisioned", "-n", "kube-node-lease", "-o", "json"))
+    assert lease["spec"]["holderIdentity"] == "provisioned"
+    assert lease["spec"]["leaseDurationSeconds"] == 40
+    assert lease["metadata"]["ownerReferences"][0]["name"] == "provisioned"
