@@ -1,0 +1,253 @@
+"""Fixtures of the inference runtime tests.
+
+Two models: ``tiny_model_dir``, a randomly initialised 2-layer Llama with SmolLM2's real tokenizer (fast: the
+scheduler, cache, API and fuzz tests run on it in-process), and ``model_dir``, the real SmolLM2-135M-Instruct
+(converted once and cached), served by one subprocess per test session (``live_server``) for the ``slow`` tests.
+Both get a small LoRA adapter made with peft from a fixed seed (random A and B, so it changes the output).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import torch
+from aiohttp.test_utils import TestClient, TestServer
+
+from kaito.runtime.inference.adapters import attach_adapters, discover_adapters
+from kaito.runtime.inference.api import create_app
+from kaito.runtime.inference.engine import Engine, EngineConfig
+from kaito.runtime.inference.metrics import EngineMetrics
+from kaito.runtime.inference.model import LoadedModel, ModelRunner, load_model
+from kaito.runtime.inference.serving import Service
+from kaito.runtime.smollm2 import ensure_model_dir
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The real SmolLM2-135M-Instruct directory (converted from the GGUF on first use, then cached)."""
+    return ensure_model_dir()
+
+
+def make_lora(model: Any, out: Path, seed: int) -> None:
+    """Save a rank-4 LoRA adapter on q_proj/v_proj with random A and B (seeded) for ``model`` at ``out``."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, cfg)
+    peft_model.save_pretrained(str(out))
+    peft_model.unload()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer Llama (hidden 64, 4 heads, 2 KV heads, 256 positions) with SmolLM2's tokenizer."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy(model_dir / name, out / name)
+    torch.manual_seed(1234)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    # larger logits make greedy choices decisive (random init gives near-uniform logits and near-ties)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)  # logits with a standard deviation of about 3
+    model.generation_config = GenerationConfig(eos_token_id=2, bos_token_id=1, pad_token_id=2)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Adapter directory with one adapter ``tiny-lora`` for the tiny model."""
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("tiny-adapters")
+    make_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), root / "tiny-lora", seed=7)
+    return root
+
+
+@dataclass
+class TinyServer:
+    """An in-process server on the tiny model."""
+
+    client: TestClient[Any, Any]
+    service: Service
+    clock: Callable[[], float]
+
+    @property
+    def engine(self) -> Engine:
+        return self.service.engine
+
+
+class FakeClock:
+    """A monotonic clock the test advances (the engine's per-request timeout reads it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def build_service(
+    model_dir: Path,
+    *,
+    adapter_dir: Path | None = None,
+    max_batch_size: int = 8,
+    max_waiting: int = 16,
+    max_model_len: int = 128,
+    request_timeout: float = 600.0,
+    clock: Callable[[], float] = time.monotonic,
+    runner_wrapper: Callable[[ModelRunner], Any] | None = None,
+) -> Service:
+    """A :class:`Service` on ``model_dir`` (float32 CPU), like the server's ``build_service`` but in-process."""
+    loaded: LoadedModel = load_model(model_dir, device="cpu", dtype="float32")
+    specs = discover_adapters(adapter_dir, {}) if adapter_dir else []
+    loaded.model = attach_adapters(loaded.model, specs, "tiny")
+    runner = ModelRunner(loaded, max_slots=max_batch_size, max_positions=max_model_len)
+    metrics = EngineMetrics()
+    engine = Engine(
+        runner_wrapper(runner) if runner_wrapper else runner,
+        EngineConfig(
+            max_batch_size=max_batch_size,
+            max_waiting=max_waiting,
+            max_model_len=max_model_len,
+            request_timeout=request_timeout,
+        ),
+        metrics=metrics,
+        clock=clock,
+        use_adapters=bool(specs),
+    )
+    return Service(
+        engine=engine,
+        tokenizer=loaded.tokenizer,
+        base_name="tiny",
+        adapters=specs,
+        max_model_len=max_model_len,
+        metrics=metrics,
+    )
+
+
+@pytest.fixture
+async def tiny_server(tiny_model_dir: Path, tiny_adapter_dir: Path) -> AsyncIterator[TinyServer]:
+    """The tiny model with adapter ``tiny-lora`` behind the real aiohttp app (TestServer on 127.0.0.1)."""
+    service = build_service(tiny_model_dir, adapter_dir=tiny_adapter_dir)
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(service, max_body_bytes=64 * 1024)))
+    await client.start_server()
+    try:
+        yield TinyServer(client, service, time.monotonic)
+    finally:
+        await client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """The real server as a subprocess: ``url`` (``http://127.0.0.1:PORT``), adapters ``lora-a`` and ``lora-b``."""
+
+    url: str
+    base_model: str
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def live_adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two LoRA adapters for SmolLM2: ``lora-a`` (strength 1.0) and ``lora-b`` (strength 0.5)."""
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("adapters")
+    for name, seed in (("lora-a", 1), ("lora-b", 2)):
+        make_lora(AutoModelForCausalLM.from_pretrained(model_dir), root / name, seed=seed)
+    return root
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    model_dir: Path, live_adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """``python -m kaito.runtime.inference`` on the real model, shared by the whole test session."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "lora-b": "0.5", "KAITO_MAX_MODEL_LEN": "1024"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "kaito.runtime.inference",
+        "--preset",
+        "smollm2-135m-instruct",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--adapter-dir",
+        str(live_adapter_dir),
+        "--dtype",
+        "float32",
+        "--max-batch-size",
+        "8",
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not listen within 240 s: {log_path.read_text()[-3000:]}") from None
+                time.sleep(0.5)  # polling a subprocess for readiness, not waiting for logic
+        yield LiveServer(url, "smollm2-135m-instruct", log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    """POST ``body`` as JSON; return (status, decoded JSON body)."""
+    async with session.post(url, json=body) as resp:
+        return resp.status, await resp.json(content_type=None)
