@@ -63,6 +63,20 @@ def byo_gpus_per_node(nodes: Sequence[Mapping[str, Any]]) -> int:
     return 0
 
 
+def _unknown_sku(name: str) -> SKU:
+    """A stand-in for an instance type missing from the catalog (tolerated ``Standard_N*`` names are Azure's)."""
+    return SKU.model_validate(
+        {
+            "name": name,
+            "cloud": "azure" if name.startswith("Standard_") else "aws",
+            "gpu_count": 0,
+            "gpu_model": "unknown",
+            "gpu_memory_gib": 0,
+            "source": "not in catalog",
+        }
+    )
+
+
 def plan_workspace(
     ws: AnyWorkspace,
     catalog: Catalog | None = None,
@@ -104,15 +118,18 @@ def plan_workspace(
             est = estimate(preset, sku)
         except ValueError as exc:
             raise PlanError(f"resource.instanceType: {exc}") from None
+    needs_gpu = preset is not None and preset.requires_gpu
     if byo:
         gpus = byo_gpus_per_node(nodes) if nodes else (sku.gpu_count if sku else 0)
+    elif sku is not None:
+        gpus = sku.gpu_count
     else:
-        gpus = sku.gpu_count if sku else 0
-        if sku is None:
-            notes.append(
-                f"instance type {ws.resource.instance_type!r} is not in the catalog: no GPU estimate; "
-                "pods request no GPUs"
-            )
+        # A tolerated unknown type (Standard_N*): provision it anyway, request one GPU per pod for GPU presets.
+        gpus = 1 if needs_gpu else 0
+        notes.append(
+            f"instance type {ws.resource.instance_type!r} is not in the catalog: no GPU estimate; each pod "
+            f"requests {gpus} GPU(s)"
+        )
     count = ws.resource.count
     node_count = count
     if ws.tuning is not None:
@@ -132,8 +149,9 @@ def plan_workspace(
         provisioning="byo" if byo else "auto",
         notes=notes,
     )
-    if not byo and sku is not None:
-        plan.nodeclaims.extend(build_nodeclaim(ws, sku, i, preset) for i in range(node_count))
+    if not byo and ws.resource.instance_type:
+        node_sku = sku or _unknown_sku(ws.resource.instance_type)
+        plan.nodeclaims.extend(build_nodeclaim(ws, node_sku, i, preset) for i in range(node_count))
     if ws.inference is not None:
         plan.objects.append(inference_service(ws, node_count=node_count))
         if node_count > 1:
