@@ -26,8 +26,8 @@ import builtins
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import structlog
 
@@ -161,6 +161,35 @@ class CachedClient:
     def watch(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> AsyncIterator[WatchEvent]:
         """A live watch (see :meth:`kreconcile.client.Client.watch`)."""
         return self.api.watch(gvk, namespace, **kw)
+
+
+class RunnableFunc:
+    """Wraps ``async def fn(stop)`` as a :class:`~kreconcile.runnable.Runnable` (controller-runtime's
+    ``manager.RunnableFunc``).
+
+    Args:
+        fn: runs until ``stop`` is set.
+        needs_leader_election: start only on the leader (default False: a plain function is usually a server or
+            a background task every replica runs).
+        group: ``"webhooks"`` to start it with the webhook servers (before the caches).
+    """
+
+    def __init__(
+        self, fn: Callable[[asyncio.Event], Awaitable[None]], *, needs_leader_election: bool = False,
+        group: Literal["webhooks"] | None = None,
+    ) -> None:
+        self.fn = fn
+        self._needs_leader_election = needs_leader_election
+        if group is not None:
+            self.runnable_group = group
+
+    def needs_leader_election(self) -> bool:
+        """As configured."""
+        return self._needs_leader_election
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Run ``fn(stop)``."""
+        await self.fn(stop)
 
 
 class _Group:

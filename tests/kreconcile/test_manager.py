@@ -15,7 +15,7 @@ from kreconcile.clock import FakeClock
 from kreconcile.config import RestConfig, load_config
 from kreconcile.gvk import GVK
 from kreconcile.leaderelection import LEASE_GVK, LeaderElectionLost, format_micro_time
-from kreconcile.manager import Manager
+from kreconcile.manager import Manager, RunnableFunc
 from kreconcile.testing.apiserver import APIServer
 from tests.kreconcile.test_client import CM, configmap
 
@@ -219,3 +219,25 @@ def test_bad_options_are_rejected_with_the_option_name(server: APIServer) -> Non
                 lease_duration=5, renew_deadline=6)
     with pytest.raises(ValueError, match="bind address"):
         Manager(cfg(server), metrics_bind_address="nonsense")
+
+
+async def test_runnable_func_webhook_group_starts_before_caches_and_stops_after(server: APIServer) -> None:
+    log: list[str] = []
+    mgr = manager(server)
+    informer = mgr.cache.get_informer(CM)
+
+    async def webhook(stop: asyncio.Event) -> None:
+        log.append(f"webhook start, caches synced={informer.has_synced()}, elected={mgr.elected().is_set()}")
+        await stop.wait()
+        log.append("webhook stop")
+
+    mgr.add(RunnableFunc(webhook, group="webhooks"))
+    leader = Probe(True, log, "leader")
+    mgr.add(leader)
+    stop = asyncio.Event()
+    task = asyncio.create_task(mgr.start(stop))
+    await asyncio.wait_for(leader.started.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert log == ["webhook start, caches synced=False, elected=False", "start leader", "stop leader", "webhook stop"]
+    assert informer.has_synced()
