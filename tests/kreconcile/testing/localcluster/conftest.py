@@ -86,7 +86,23 @@ def service(name: str, port: int = 80, target: int | str = "http") -> dict[str, 
     }
 
 
+REAL = pytest.param("real", marks=[pytest.mark.realserver, pytest.mark.timeout(3600)])
+
+
+@pytest.fixture(params=["emulator", REAL])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each end-to-end test runs on the emulator and (marked ``realserver``) on a real 1.20 control plane."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def cluster(tmp_path: Path) -> Any:
-    async with LocalCluster(data_dir=tmp_path / "cluster", job_backoff_base_s=0.2) as c:
+async def cluster(tmp_path: Path, backend: str) -> Any:
+    async with LocalCluster(backend, data_dir=tmp_path / "cluster", job_backoff_base_s=0.2) as c:  # type: ignore[arg-type]
         yield c
+
+
+async def logs(cluster: LocalCluster, pod: str) -> str:
+    """``kubectl logs`` on the emulator; the kubelet's files on a real server (it cannot reach our kubelet)."""
+    if cluster.backend == "emulator":
+        return await kubectl(cluster, "logs", pod)
+    return cluster.read_log("default", pod).decode()
