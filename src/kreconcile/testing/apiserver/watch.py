@@ -1,0 +1,134 @@
+"""Watch streams (reference item 8): ``?watch=true`` (also ``1``/``True``) on a collection.
+
+- ``resourceVersion`` absent or ``"0"``: an ADDED event per current object, then live events.
+- ``resourceVersion=N``: only events after N; if N is older than the retained window, the stream carries one
+  ``ERROR`` event with a 410 ``Expired`` Status (HTTP 200), exactly like the real watch cache, then ends.
+- ``sendInitialEvents=true`` (with ``resourceVersionMatch=NotOlderThan``): the initial ADDED burst followed by a
+  BOOKMARK annotated ``k8s.io/initial-events-end: "true"``.
+- ``allowWatchBookmarks=true``: a BOOKMARK (``kind``, ``apiVersion``, ``metadata.resourceVersion`` only) every
+  ``bookmark_interval`` seconds of the server's clock.
+- ``timeoutSeconds``: the stream ends cleanly after that many seconds of the server's clock (default: a random
+  30-60 minutes, the real server's ``--min-request-timeout`` rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .errors import APIError, bad_request, expired
+from .resources import ResourceType
+from .selectors import make_filter, parse_field_selector, parse_label_selector
+
+if TYPE_CHECKING:
+    from .server import APIServer
+
+_DISCONNECT_POLL_S = 5.0
+"""Real seconds between checks that the client is still connected while no event flows."""
+
+
+def truthy(value: str | None) -> bool:
+    """``watch``-style booleans: ``true``, ``True``, ``1`` (reference item 1)."""
+    return (value or "").lower() in ("true", "1")
+
+
+def _line(event_type: str, obj: dict[str, Any]) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType, namespace: str | None
+                      ) -> web.StreamResponse:
+    """Stream watch events for ``rt`` in ``namespace`` (None: all namespaces) until timeout or disconnect."""
+    q = request.query
+    pred = make_filter(parse_label_selector(q.get("labelSelector")),
+                       parse_field_selector(q.get("fieldSelector"), rt.key))
+    rv_param = q.get("resourceVersion", "")
+    since: int | None = None
+    if rv_param not in ("", "0"):
+        try:
+            since = int(rv_param)
+        except ValueError as e:
+            raise bad_request(f'invalid resource version "{rv_param}"') from e
+    initial_events = truthy(q.get("sendInitialEvents"))
+    if initial_events and q.get("resourceVersionMatch") != "NotOlderThan":
+        raise APIError(422, "Invalid", "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+                       "resourceVersionMatch to NotOlderThan")
+    bookmarks = truthy(q.get("allowWatchBookmarks"))
+    timeout_param = q.get("timeoutSeconds")
+    try:
+        timeout = float(timeout_param) if timeout_param else random.uniform(1800, 3600)
+    except ValueError as e:
+        raise bad_request(f"invalid timeoutSeconds {timeout_param!r}") from e
+    render = server.renderer(request, rt)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                   "Cache-Control": "no-cache, private"})
+    error: APIError | None = None
+    if server.faults.take_forced_expiry(rt.plural):
+        error = expired(f"too old resource version: {since or 1} ({server.store.rv})")
+    elif since is not None and not initial_events:
+        oldest = server.store.too_old(rt.key, since)
+        if oldest is not None:
+            error = expired(f"too old resource version: {since} ({oldest + 1})")
+    if error is not None:
+        await resp.prepare(request)
+        await resp.write(_line("ERROR", error.status()))
+        await resp.write_eof()
+        return resp
+    watcher, initial = server.store.subscribe(rt.key, namespace, pred, None if initial_events else since)
+    try:
+        await resp.prepare(request)
+        chunk = b"".join(_line(t, render(o)) for t, o in initial)
+        if initial_events:
+            chunk += _line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {
+                "resourceVersion": str(server.store.rv), "annotations": {"k8s.io/initial-events-end": "true"}}})
+        if chunk:
+            await resp.write(chunk)
+        clock = server.clock
+        deadline = clock.now() + timeout
+        next_bookmark = clock.now() + server.bookmark_interval
+        get_task: asyncio.Task[Any] | None = None
+        while True:
+            now = clock.now()
+            if now >= deadline:
+                break
+            wake = min(deadline, next_bookmark) if bookmarks else deadline
+            if get_task is None:
+                get_task = asyncio.ensure_future(watcher.queue.get())
+            timer = asyncio.ensure_future(clock.sleep(wake - now))
+            done, _ = await asyncio.wait({get_task, timer}, timeout=_DISCONNECT_POLL_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            timer.cancel()
+            if request.transport is None or request.transport.is_closing():
+                break
+            if get_task in done:
+                item = get_task.result()
+                get_task = None
+                if item is None:
+                    if watcher.abort and request.transport is not None:
+                        request.transport.abort()
+                        return resp
+                    break
+                lines = [_line(item[0], render(item[1]))]
+                while not watcher.queue.empty():
+                    extra = watcher.queue.get_nowait()
+                    if extra is None:
+                        watcher.queue.put_nowait(None)
+                        break
+                    lines.append(_line(extra[0], render(extra[1])))
+                await resp.write(b"".join(lines))
+            elif bookmarks and clock.now() >= next_bookmark:
+                next_bookmark = clock.now() + server.bookmark_interval
+                await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
+                                                    "metadata": {"resourceVersion": str(server.store.rv)}}))
+        if get_task is not None:
+            get_task.cancel()
+        await resp.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+        pass
+    finally:
+        server.store.unsubscribe(watcher)
+    return resp
