@@ -187,6 +187,14 @@ class Controller:
     def _register(self, w: _Watch) -> None:
         w.registration = w.informer.add_event_handler(QueueingEventHandler(w.handler, self.queue, w.predicates))
 
+    def _unregister(self) -> None:
+        """Detach our handlers from informers that support it (shared informers outlive controllers)."""
+        for w in self._watches:
+            remove = getattr(w.informer, "remove_event_handler", None)
+            if w.registration is not None and callable(remove):
+                remove(w.registration)
+                w.registration = None
+
     def _synced(self) -> bool:
         return all(
             w.informer.has_synced() and w.registration is not None and w.registration.has_synced()
@@ -213,9 +221,11 @@ class Controller:
             self._register(w)
         try:
             if not await self._wait_for_sync(stop):
+                self._unregister()
                 return
         except BaseException:
             self.queue.shut_down()
+            self._unregister()
             raise
         self._log.info("controller_workers_starting", worker_count=self.max_concurrent_reconciles)
         workers = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}")
@@ -235,6 +245,7 @@ class Controller:
             for t in workers:
                 t.cancel()
             await asyncio.gather(stopper, *workers, return_exceptions=True)
+            self._unregister()
             self._m_active.set(0)
             self._log.info("controller_stopped")
 

@@ -245,6 +245,7 @@ async def test_property_8_shutdown_finishes_in_flight_reconciles_drops_queued_ke
     assert sorted(finished) == ["a", "b"]
     assert {r.name for r in rec.calls} == {"a", "b"}  # c and d were dropped
     assert sample("controller_runtime_active_workers", ctl) == 0
+    assert informer.registrations == []  # the controller detached from the shared informer
     assert asyncio.all_tasks() - before == set()
 
 

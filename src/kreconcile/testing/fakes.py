@@ -66,6 +66,10 @@ class FakeInformer:
         reg.initial_delivered = True
         return reg
 
+    def remove_event_handler(self, registration: HandlerRegistration) -> None:
+        """Stop notifying the handler of ``registration`` (no-op if it is not registered)."""
+        self.registrations = [r for r in self.registrations if r is not registration]
+
     def has_synced(self) -> bool:
         return self._synced
 
