@@ -243,3 +243,18 @@ async def test_watch_streams_changes_and_old_versions_expire(client: Client, ser
 async def _until(cond: Any) -> None:
     while not cond():
         await asyncio.sleep(0.001)
+
+
+async def test_get_log_returns_the_container_log_text(client: Client, server: APIServer) -> None:
+    await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                         "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox"}]}})
+    seen: list[tuple[str, str, str, bool, int | None]] = []
+
+    async def provider(ns: str, pod: str, container: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        seen.append((ns, pod, container, follow, tail))
+        yield b"line 1\n"
+        yield b"line 2\n"
+
+    server.set_pod_log_provider(provider)
+    assert await client.get_log("p", "default", container="main", tail_lines=2) == "line 1\nline 2\n"
+    assert seen == [("default", "p", "main", False, 2)]

@@ -266,3 +266,14 @@ async def test_resync_redelivers_every_object_as_update_with_same_version() -> N
     await asyncio.wait_for(task, 2)
     with pytest.raises(ValueError, match="resync_period"):
         SharedInformer(src, CM, resync_period=0)
+
+
+async def test_bookmarks_advance_the_resume_version_without_events(running: Any) -> None:
+    src, inf, rec, _ = running
+    before = len(rec.events)
+    for q in src.streams:
+        q.put_nowait(("BOOKMARK", {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"resourceVersion": "42"}}))
+    await until(lambda: inf.last_sync_resource_version == "42")
+    assert len(rec.events) == before and len(inf) == 2
+    src.drop_watches()  # a normal end of the stream: watch again from the bookmark
+    await until(lambda: src.watch_calls[-1] == "42")

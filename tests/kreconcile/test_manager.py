@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -241,3 +243,81 @@ async def test_runnable_func_webhook_group_starts_before_caches_and_stops_after(
     await asyncio.wait_for(task, 5)
     assert log == ["webhook start, caches synced=False, elected=False", "start leader", "stop leader", "webhook stop"]
     assert informer.has_synced()
+
+
+class Stubborn:
+    """Ignores stop for ``linger`` seconds of the manager's clock."""
+
+    def __init__(self, clock: FakeClock, linger: float) -> None:
+        self.clock, self.linger = clock, linger
+        self.started = asyncio.Event()
+        self.finished = False
+        self.cancelled = False
+
+    def needs_leader_election(self) -> bool:
+        return False
+
+    async def start(self, stop: asyncio.Event) -> None:
+        self.started.set()
+        await stop.wait()
+        try:
+            await self.clock.sleep(self.linger)
+            self.finished = True
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_graceful_shutdown_waits_for_runnables_up_to_the_timeout_then_cancels(server: APIServer) -> None:
+    clock = FakeClock()
+    quick, slow = Stubborn(clock, 3), Stubborn(clock, 60)
+    mgr = manager(server, clock, graceful_shutdown_timeout=10)
+    mgr.add(quick)
+    mgr.add(slow)
+    stop = asyncio.Event()
+    task = asyncio.create_task(mgr.start(stop))
+    await asyncio.wait_for(asyncio.gather(quick.started.wait(), slow.started.wait()), 5)
+    stop.set()
+    await advance(clock, 5)
+    assert quick.finished and not task.done()  # still inside the grace period for the slow one
+    await advance(clock, 6)
+    await asyncio.wait_for(task, 5)
+    assert slow.cancelled and not slow.finished
+
+
+async def test_sigterm_stops_the_manager_gracefully(server: APIServer) -> None:
+    log: list[str] = []
+    leader = Probe(True, log, "leader")
+    mgr = manager(server)
+    mgr.add(leader)
+    task = asyncio.create_task(mgr.run_until_signal())
+    await asyncio.wait_for(leader.started.wait(), 5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 5)
+    assert leader.stopped_gracefully
+
+
+async def test_two_replicas_one_leader_and_release_on_cancel_hands_over(server: APIServer) -> None:
+    clock = FakeClock()
+    log: list[str] = []
+    opts = {"leader_election": True, "leader_election_id": "lock-pair", "leader_election_namespace": LEASE_NS,
+            "leader_election_release_on_cancel": True}
+    r1, r2 = manager(server, clock, identity="r1", **opts), manager(server, clock, identity="r2", **opts)
+    p1, p2 = Probe(True, log, "p1"), Probe(True, log, "p2")
+    r1.add(p1)
+    r2.add(p2)
+    stop1, stop2 = asyncio.Event(), asyncio.Event()
+    t1 = asyncio.create_task(r1.start(stop1))
+    await asyncio.wait_for(p1.started.wait(), 5)
+    t2 = asyncio.create_task(r2.start(stop2))
+    await advance(clock, 10)
+    assert not p2.started.is_set()  # r1 keeps renewing; r2 stays a standby
+    stop1.set()
+    await asyncio.wait_for(t1, 5)
+    await advance(clock, 5)  # one jittered retry period, far less than the 15 s lease
+    await asyncio.wait_for(p2.started.wait(), 5)
+    async with Client(cfg(server)) as api:
+        lease = await api.get(LEASE_GVK, "lock-pair", LEASE_NS)
+    assert lease["spec"]["holderIdentity"] == "r2" and lease["spec"]["leaseTransitions"] == 1
+    stop2.set()
+    await asyncio.wait_for(t2, 5)
