@@ -84,6 +84,7 @@ class WorkQueue(Generic[T]):
         self._waiting: list[tuple[float, int, int, T]] = []  # (ready_at, seq, version, item)
         self._seq = itertools.count()
         self._ready_count = 0
+        self._waiting_count = 0
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
         self._draining = False
@@ -162,6 +163,8 @@ class WorkQueue(Generic[T]):
 
     def _release(self, item: T, entry: _Entry, now: float) -> None:
         """Move a pending, not-processing entry to ready (if due) or waiting."""
+        if entry.state == _WAITING:
+            self._waiting_count -= 1
         if entry.ready_at <= now:
             entry.state = _READY
             entry.ready_since = now
@@ -177,10 +180,23 @@ class WorkQueue(Generic[T]):
         else:
             entry.state = _WAITING
             entry.version += 1
+            self._waiting_count += 1
             earliest = self._waiting[0][0] if self._waiting else math.inf
             heapq.heappush(self._waiting, (entry.ready_at, next(self._seq), entry.version, item))
+            if len(self._waiting) > 64 and len(self._waiting) > 4 * self._waiting_count:
+                self._compact_waiting()
             if entry.ready_at < earliest:
                 self._wake_all()  # sleeping getters must re-arm their timers for the new earliest deadline
+
+    def _compact_waiting(self) -> None:
+        """Drop superseded delay entries (left behind when an item was made ready or given an earlier time)."""
+        live = []
+        for ready_at, seq, version, item in self._waiting:
+            entry = self._pending.get(item)
+            if entry is not None and entry.version == version and entry.state == _WAITING:
+                live.append((ready_at, seq, version, item))
+        heapq.heapify(live)
+        self._waiting = live
 
     def _push_ready(self, item: T, entry: _Entry) -> None:
         entry.version += 1
@@ -299,6 +315,7 @@ class WorkQueue(Generic[T]):
         self._ready.clear()
         self._waiting.clear()
         self._ready_count = 0
+        self._waiting_count = 0
         if self._metrics:
             self._m_depth.set(0)
         self._wake_all()
@@ -315,6 +332,7 @@ class WorkQueue(Generic[T]):
             if entry.state == _WAITING:
                 del self._pending[item]
         self._waiting.clear()
+        self._waiting_count = 0
         self._wake_all()
         self._check_drained()
         await self._drained.wait()

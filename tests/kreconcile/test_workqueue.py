@@ -183,3 +183,14 @@ def test_metrics_count_adds_depth_retries_and_durations() -> None:
     assert sample("workqueue_unfinished_work_seconds") == 0
     q.add_rate_limited("c")
     assert sample("workqueue_retries_total") == 1
+
+
+def test_superseded_delays_do_not_accumulate() -> None:
+    clock = FakeClock()
+    q = _queue(clock)
+    for round_ in range(50):
+        for i in range(20):
+            q.add_after(f"k{i}", 600 - round_)  # every round gives each key an earlier time
+    assert len(q._waiting) <= 4 * 20 + 64  # bounded by the live entries, not by the number of adds
+    clock.advance(600 - 49)
+    assert len(q) == 20
