@@ -40,7 +40,7 @@ from kreconcile.builder import Builder
 from kreconcile.client import Client
 from kreconcile.clock import Clock, RealClock
 from kreconcile.config import load_config
-from kreconcile.errors import NotFound
+from kreconcile.errors import Conflict, NotFound
 from kreconcile.manager import Manager
 from kreconcile.predicates import Funcs
 from kreconcile.reconcile import Request, Result
@@ -106,6 +106,7 @@ class LocalCluster:
         self.client: Client | None = None
         self.manager: Manager | None = None
         self.kubelets: dict[str, ProcessKubelet] = {}
+        self._kubelet_routes: dict[str, dict[str, ProcessKubelet]] = {}
         self._heartbeat_stops: dict[str, asyncio.Event] = {}
         self._heartbeat_tasks: dict[str, asyncio.Task[None]] = {}
         self.proxy = ServiceProxy(self._local_port)
@@ -163,7 +164,6 @@ class LocalCluster:
             setup_job_controller(manager, self.client, cache, backoff_base_s=self.job_backoff_base_s)
             setup_endpoints_controller(manager, self.client, cache)
             setup_scheduler(manager, self.client, cache, manager.event_recorder("default-scheduler"))
-        setup_kubelet_controller(manager, cache, self.kubelets)
         setup_service_proxy(manager, cache, self.proxy)
         (
             Builder(manager)
@@ -248,6 +248,12 @@ class LocalCluster:
         assert self._backend_obj is not None
         kubelet = ProcessKubelet(name, self._backend_obj, self.image_map, self.data_dir, clock=self.kubelet_clock)
         self.kubelets[name] = kubelet
+        routes = self._kubelet_routes.get(name)
+        if routes is None:  # one kubelet controller per Node, kept (and reused) for the cluster's life
+            assert self.manager is not None
+            routes = self._kubelet_routes[name] = {}
+            setup_kubelet_controller(self.manager, self.manager.cache, routes, name=f"localcluster-kubelet-{name}")
+        routes[name] = kubelet
         stop = asyncio.Event()
         self._heartbeat_stops[name] = stop
         self._heartbeat_tasks[name] = asyncio.create_task(
@@ -262,6 +268,7 @@ class LocalCluster:
             node = await self.manager.cache.get(NODE, request.name)
         except NotFound:
             kubelet = self.kubelets.pop(request.name, None)
+            self._kubelet_routes.get(request.name, {}).pop(request.name, None)
             stop = self._heartbeat_stops.pop(request.name, None)
             if stop is not None:
                 stop.set()
@@ -292,8 +299,9 @@ class LocalCluster:
             addresses=status.get("addresses") or template["status"]["addresses"],
             nodeInfo=status.get("nodeInfo") or template["status"]["nodeInfo"],
         )
-        with contextlib.suppress(NotFound):
-            await self._require_client().status().patch(with_kind(node, NODE), {"status": status})
+        patch = {"metadata": {"resourceVersion": node["metadata"].get("resourceVersion")}, "status": status}
+        with contextlib.suppress(NotFound, Conflict):  # Conflict: its registrant wrote the status meanwhile
+            await self._require_client().status().patch(with_kind(node, NODE), patch)
 
     # ------------------------------------------------------------------ services and logs
 

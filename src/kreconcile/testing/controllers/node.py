@@ -95,16 +95,23 @@ def node_object(
 
 
 async def register_node(client: Client, node: dict[str, Any]) -> dict[str, Any]:
-    """Create ``node`` (or update its labels, taints and status if it exists); returns the stored Node."""
+    """Create ``node`` with its status (or merge its labels, spec and status into an existing one).
+
+    The status is sent with the create, as a registering kubelet does (the API server keeps a Node's status on
+    create), and merged with a status patch afterwards for servers that drop it. Returns the stored Node.
+    """
+    name = node["metadata"]["name"]
     try:
-        created = await client.create({k: v for k, v in node.items() if k != "status"})
+        stored = await client.create(node)
     except AlreadyExists:
-        current = await client.get(NODE, node["metadata"]["name"])
-        current["metadata"]["labels"] = {**(current["metadata"].get("labels") or {}), **node["metadata"]["labels"]}
-        current["spec"] = {**(current.get("spec") or {}), **(node.get("spec") or {})}
-        created = await client.update(current)
-    created["status"] = node["status"]
-    return await client.status().update(with_kind(created, NODE))
+        current = await client.get(NODE, name)
+        patch = {"metadata": {"labels": node["metadata"]["labels"]}, "spec": node.get("spec") or {}}
+        stored = await client.patch(with_kind(current, NODE), patch)
+    if (stored.get("status") or {}).get("allocatable") != node["status"]["allocatable"] or not (
+        stored.get("status") or {}
+    ).get("conditions"):
+        stored = await client.status().patch(with_kind(stored, NODE), {"status": node["status"]})
+    return stored
 
 
 class NodeHeartbeat:
