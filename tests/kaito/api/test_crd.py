@@ -130,6 +130,7 @@ def test_written_manifests_are_loadable_yaml(tmp_path: Path) -> None:
     assert yaml.safe_load(paths[0].read_text()) == generate_crds()[paths[0].name]
 
 
+@pytest.mark.slow
 def test_check_reports_drift_and_hack_script_exits_non_zero(tmp_path: Path) -> None:
     write_crds(tmp_path)
     target = tmp_path / "kaito.sh_workspaces.yaml"
