@@ -6,7 +6,8 @@
 - ``sendInitialEvents=true`` (with ``resourceVersionMatch=NotOlderThan``): the initial ADDED burst followed by a
   BOOKMARK annotated ``k8s.io/initial-events-end: "true"``.
 - ``allowWatchBookmarks=true``: a BOOKMARK (``kind``, ``apiVersion``, ``metadata.resourceVersion`` only) every
-  ``bookmark_interval`` seconds of the server's clock.
+  ``bookmark_interval`` seconds of the server's clock, and one 2 s before the deadline (the real cacher's
+  ``nextBookmarkTime``), so a client resuming after the timeout has a fresh version.
 - ``timeoutSeconds``: the stream ends cleanly after that many seconds of the server's clock (default: a random
   30-60 minutes, the real server's ``--min-request-timeout`` rule).
 """
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 
 _DISCONNECT_POLL_S = 5.0
 """Real seconds between checks that the client is still connected while no event flows."""
+
+
+def _next_bookmark(now: float, deadline: float, interval: float) -> float:
+    """Like the real cacher: every ``interval`` seconds, and once about 2 s before the watch's deadline."""
+    before_deadline = deadline - 2.0
+    if now < before_deadline:
+        return min(now + interval, before_deadline)
+    return now + interval
 
 
 def truthy(value: str | None) -> bool:
@@ -89,7 +98,7 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
             await resp.write(chunk)
         clock = server.clock
         deadline = clock.now() + timeout
-        next_bookmark = clock.now() + server.bookmark_interval
+        next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
         get_task: asyncio.Task[Any] | None = None
         while True:
             now = clock.now()
@@ -121,7 +130,7 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
                     lines.append(_line(extra[0], render(extra[1])))
                 await resp.write(b"".join(lines))
             elif bookmarks and clock.now() >= next_bookmark:
-                next_bookmark = clock.now() + server.bookmark_interval
+                next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
                 await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
                                                     "metadata": {"resourceVersion": str(server.store.rv)}}))
         if get_task is not None:

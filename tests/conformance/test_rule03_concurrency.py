@@ -1,0 +1,32 @@
+"""Rule 3: optimistic concurrency: a stale resourceVersion on PUT or in a patch is a 409 Conflict."""
+
+from __future__ import annotations
+
+from .conftest import Cluster
+
+
+async def test_put_with_stale_version_conflicts_and_changes_nothing(cluster: Cluster) -> None:
+    obj = await cluster.create("configmaps", {"metadata": {"name": "a"}, "data": {"v": "1"}})
+    path = cluster.ns_path("configmaps", name="a")
+    status, fresh = await cluster.request("PUT", path, {**obj, "data": {"v": "2"}})
+    assert status == 200
+    status, body = await cluster.request("PUT", path, {**obj, "data": {"v": "3"}})
+    assert (status, body["reason"]) == (409, "Conflict")
+    _, now = await cluster.request("GET", path)
+    assert now["data"] == {"v": "2"} and now["metadata"]["resourceVersion"] == fresh["metadata"]["resourceVersion"]
+
+
+async def test_patch_carrying_a_stale_version_conflicts(cluster: Cluster) -> None:
+    obj = await cluster.create("configmaps", {"metadata": {"name": "a"}, "data": {"v": "1"}})
+    path = cluster.ns_path("configmaps", name="a")
+    await cluster.request("PATCH", path, {"data": {"v": "2"}}, "application/merge-patch+json")
+    stale = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "data": {"v": "3"}}
+    status, body = await cluster.request("PATCH", path, stale, "application/merge-patch+json")
+    assert (status, body["reason"]) == (409, "Conflict")
+
+
+async def test_put_without_version_is_unconditional(cluster: Cluster) -> None:
+    await cluster.create("configmaps", {"metadata": {"name": "a"}, "data": {"v": "1"}})
+    status, body = await cluster.request("PUT", cluster.ns_path("configmaps", name="a"),
+                                         {"metadata": {"name": "a"}, "data": {"v": "9"}})
+    assert status == 200 and body["data"] == {"v": "9"}
