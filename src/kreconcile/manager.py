@@ -42,6 +42,7 @@ from kreconcile.healthz import Check, MetricsServer, ProbeServer, parse_bind_add
 from kreconcile.informer import IndexFunc, Transform, strip_managed_fields
 from kreconcile.labels import Selector
 from kreconcile.leaderelection import LeaderElectionConfig, LeaderElectionLost, LeaderElector, default_identity
+from kreconcile.restmapper import RESTMapping
 from kreconcile.runnable import Runnable
 
 log = structlog.get_logger("kreconcile.manager")
@@ -161,6 +162,14 @@ class CachedClient:
     def watch(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> AsyncIterator[WatchEvent]:
         """A live watch (see :meth:`kreconcile.client.Client.watch`)."""
         return self.api.watch(gvk, namespace, **kw)
+
+    async def get_log(self, name: str, namespace: str, **kw: Any) -> str:
+        """A pod's log, live (see :meth:`kreconcile.client.Client.get_log`)."""
+        return await self.api.get_log(name, namespace, **kw)
+
+    async def mapping(self, gvk: GVK) -> RESTMapping:
+        """The REST mapping of ``gvk`` (see :meth:`kreconcile.client.Client.mapping`)."""
+        return await self.api.mapping(gvk)
 
 
 class RunnableFunc:

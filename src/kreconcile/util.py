@@ -7,12 +7,29 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kreconcile.errors import NotFound
+from kreconcile.gvk import GVK
 
-if TYPE_CHECKING:
-    from kreconcile.client import Client
+
+class _StatusWriter(Protocol):
+    async def patch(self, obj: Any, patch: Any, patch_type: Any = "merge") -> dict[str, Any]: ...
+
+
+class ObjectClient(Protocol):
+    """The calls :func:`create_or_update` / :func:`create_or_patch` make; :class:`kreconcile.client.Client` and the
+    manager's cached client (:class:`kreconcile.manager.CachedClient`) both satisfy it."""
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any]: ...
+
+    async def create(self, obj: Any) -> dict[str, Any]: ...
+
+    async def update(self, obj: Any) -> dict[str, Any]: ...
+
+    async def patch(self, obj: Any, patch: Any, patch_type: Any = "merge") -> dict[str, Any]: ...
+
+    def status(self) -> Any: ...
 
 
 def deep_copy(obj: Any) -> Any:
@@ -87,7 +104,7 @@ def _replace_in_place(target: dict[str, Any], source: Mapping[str, Any]) -> None
     target.update(source)
 
 
-async def create_or_update(client: Client, obj: dict[str, Any], mutate_fn: MutateFn) -> OperationResult:
+async def create_or_update(client: ObjectClient, obj: dict[str, Any], mutate_fn: MutateFn) -> OperationResult:
     """Make the object named by ``obj`` exist in the state ``mutate_fn`` produces, writing only if needed.
 
     Reads the live object (through ``client``, so a manager's cached client reads from the cache); if absent,
@@ -102,8 +119,6 @@ async def create_or_update(client: Client, obj: dict[str, Any], mutate_fn: Mutat
         ValueError: ``obj`` lacks apiVersion/kind/metadata.name, or ``mutate_fn`` renamed it.
         ApiError: the read or write failed.
     """
-    from kreconcile.gvk import GVK
-
     gvk = GVK.of(obj)
     name, namespace = _key(obj)
     try:
@@ -123,15 +138,13 @@ async def create_or_update(client: Client, obj: dict[str, Any], mutate_fn: Mutat
     return OperationResult.UPDATED
 
 
-async def create_or_patch(client: Client, obj: dict[str, Any], mutate_fn: MutateFn) -> OperationResult:
+async def create_or_patch(client: ObjectClient, obj: dict[str, Any], mutate_fn: MutateFn) -> OperationResult:
     """Like :func:`create_or_update`, but writes JSON merge patches of only what changed: one for the object
     without ``status``, and one to the ``/status`` subresource when ``mutate_fn`` changed ``status``.
 
     Returns:
         ``created``, ``updated``, ``updatedStatus`` (both), ``updatedStatusOnly``, or ``unchanged``.
     """
-    from kreconcile.gvk import GVK
-
     gvk = GVK.of(obj)
     name, namespace = _key(obj)
     try:
@@ -151,7 +164,8 @@ async def create_or_patch(client: Client, obj: dict[str, Any], mutate_fn: Mutate
         result = await client.patch(live, main_patch, "merge")
     status_patch = merge_patch_diff({"status": before_status or {}}, {"status": after_status or {}})
     if status_patch:
-        result = await client.status().patch(live, status_patch, "merge")
+        writer: _StatusWriter = client.status()
+        result = await writer.patch(live, status_patch, "merge")
     _replace_in_place(obj, result if result is not None else live)
     if main_patch and status_patch:
         return OperationResult.UPDATED_STATUS

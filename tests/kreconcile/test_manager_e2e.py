@@ -57,7 +57,7 @@ async def test_mirror_controller_converges_on_create_update_and_deleted_copy(ser
             obj["data"] = dict(src.get("data") or {})
             set_controller_reference(src, obj)
 
-        results.append(str(await create_or_update(mgr.client, copy, mutate)))  # type: ignore[arg-type]
+        results.append(str(await create_or_update(mgr.client, copy, mutate)))
         return Result()
 
     (Builder(mgr).for_(CM, predicates=[LabelSelector({"matchLabels": {"mirror": "yes"}})])
