@@ -223,3 +223,29 @@ async def test_byo_nodes_come_from_the_injected_lister(tmp_path: Path) -> None:
 
     assert body["response"]["allowed"] is False
     assert body["response"]["status"]["details"]["causes"][0]["field"] == "resource.count"
+
+
+@pytest.mark.slow
+async def test_python_m_kaito_webhook_serves_until_terminated(tmp_path: Path) -> None:
+    import sys
+
+    write_cert(tmp_path, "kaito-webhook-1")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaito.webhook", "--cert-dir", str(tmp_path), "--port", "0",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("kaito webhook serving on "):  # structlog lines come first
+            line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
+            assert line, "the webhook exited before serving"
+        url = line.removeprefix("kaito webhook serving on ").strip()
+        assert url.startswith("https://127.0.0.1:")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url + "/validate", json=review(inference_ws()), ssl=client_ssl(tmp_path)) as r:
+                body = await r.json()
+        assert body["response"]["allowed"] is True
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
