@@ -259,7 +259,7 @@ class Controller:
                 return False
             remaining = deadline - self._clock.now()
             if remaining <= 0:
-                unsynced = [type(w.informer).__name__ for w in self._watches if not (
+                unsynced = [str(getattr(w.informer, "gvk", type(w.informer).__name__)) for w in self._watches if not (
                     w.informer.has_synced() and w.registration is not None and w.registration.has_synced())]
                 raise CacheSyncTimeoutError(
                     f"controller {self.name!r}: caches did not sync within cache_sync_timeout="
