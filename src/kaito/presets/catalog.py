@@ -88,6 +88,23 @@ class SKU(_Data):
         """GPU memory of one GPU in GiB (0 for CPU-only types)."""
         return self.gpu_memory_gib / self.gpu_count if self.gpu_count else 0.0
 
+    def node_labels(self) -> dict[str, str]:
+        """Labels a Node of this type carries: ``node.kubernetes.io/instance-type`` always; for GPU types also
+        ``accelerator=nvidia`` and NVIDIA GPU feature discovery's ``nvidia.com/gpu.product`` (spaces as ``-``),
+        ``nvidia.com/gpu.count`` and ``nvidia.com/gpu.memory`` (MiB per GPU) — what the local provider registers
+        and what the webhook's bring-your-own check reads."""
+        labels = {"node.kubernetes.io/instance-type": self.name}
+        if self.gpu_count:
+            labels.update(
+                {
+                    "accelerator": "nvidia",
+                    "nvidia.com/gpu.product": self.gpu_model.replace(" ", "-"),
+                    "nvidia.com/gpu.count": str(self.gpu_count),
+                    "nvidia.com/gpu.memory": str(round(self.per_gpu_memory_gib * 1024)),
+                }
+            )
+        return labels
+
 
 class UnknownPresetError(KeyError):
     """A preset name that is not in the catalog (the message lists close names)."""

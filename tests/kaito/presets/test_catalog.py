@@ -123,3 +123,28 @@ def test_suggest_skus_returns_smallest_fitting_first() -> None:
     names = [s.name for s in load_catalog().suggest_skus(100, cloud="azure")]
 
     assert names == ["Standard_NC48ads_A100_v4", "Standard_NC80adis_H100_v5", "Standard_ND40rs_v2"]  # 160, 188, 256 GiB
+
+
+def test_node_labels_follow_gpu_feature_discovery() -> None:
+    catalog = load_catalog()
+
+    assert catalog.sku("Standard_NC12s_v3").node_labels() == {
+        "node.kubernetes.io/instance-type": "Standard_NC12s_v3",
+        "accelerator": "nvidia",
+        "nvidia.com/gpu.product": "NVIDIA-V100",
+        "nvidia.com/gpu.count": "2",
+        "nvidia.com/gpu.memory": "16384",
+    }
+    assert catalog.sku("local-cpu").node_labels() == {"node.kubernetes.io/instance-type": "local-cpu"}
+
+
+def test_byo_nodes_labelled_like_a_sku_pass_the_same_gpu_memory_rule() -> None:
+    from kaito.webhook import validate_workspace
+    from tests.kaito.builders import inference_ws
+
+    labels = {"apps": "test", **load_catalog().sku("Standard_NC12s_v3").node_labels()}
+    ws = inference_ws(preset="phi-3-medium-4k-instruct", instance_type=None)  # 26 GiB > 16, < 32
+
+    verdict = validate_workspace(ws, nodes=[{"metadata": {"name": "n", "labels": labels}}], auto_provisioning=False)
+
+    assert verdict.allowed, verdict.message()
