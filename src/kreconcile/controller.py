@@ -306,18 +306,20 @@ class Controller:
             except TerminalError as exc:
                 self._m_terminal.inc()
                 self._count_error()
-                self._log.error("reconcile_terminal_error", error=str(exc), error_type=type(exc).__name__)
+                self._log.error("reconcile_terminal_error", error=str(exc), error_type=type(exc).__name__,
+                                duration_s=self._clock.now() - started)
                 return
             except Exception as exc:
                 if isinstance(exc, self._panic_types):
                     if not self.recover_panic:
                         raise
                     self._m_panics.inc()
-                    self._log.error("reconcile_panic", exc_info=True, requeues=self.queue.num_requeues(request))
+                    self._log.error("reconcile_panic", exc_info=True, requeues=self.queue.num_requeues(request),
+                                    duration_s=self._clock.now() - started)
                 else:
                     self._log.error(
                         "reconcile_error", error=str(exc), error_type=type(exc).__name__,
-                        requeues=self.queue.num_requeues(request),
+                        requeues=self.queue.num_requeues(request), duration_s=self._clock.now() - started,
                     )
                 self.queue.add_rate_limited(request, priority=priority)
                 self._count_error()
