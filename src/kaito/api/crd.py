@@ -115,6 +115,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, in_status: bool) -> 
         out = _convert(branches[0], defs, in_status=in_status)
     else:
         out = {k: node[k] for k in _KEPT if k in node}
+        if "description" in out:
+            out["description"] = out["description"].replace("``", "")
         if "const" in node:
             out["enum"] = [node["const"]]
         kind = node.get("type")
@@ -141,7 +143,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, in_status: bool) -> 
         else:
             raise ValueError(f"no structural form for schema node {node!r}")
     if description:
-        out["description"] = description
+        out["description"] = description.replace("``", "")
     if default is not None and not isinstance(default, (list, dict)) and not in_status:
         out["default"] = default
     out.update(extensions)
