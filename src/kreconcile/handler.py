@@ -84,6 +84,7 @@ class EnqueueRequestForObject:
     used by ``Builder.for_``)."""
 
     def requests_for(self, obj: dict[str, Any]) -> Iterable[Request]:
+        """``[Request(namespace, name)]`` of ``obj`` (nothing if it has no name)."""
         meta = obj.get("metadata") or {}
         if not meta.get("name"):
             return ()
@@ -108,6 +109,7 @@ class EnqueueRequestForOwner:
         self.owner_namespaced = owner_namespaced
 
     def requests_for(self, obj: dict[str, Any]) -> Iterable[Request]:
+        """One request per matching owner reference of ``obj``."""
         meta = obj.get("metadata") or {}
         namespace = (meta.get("namespace") or None) if self.owner_namespaced else None
         out: list[Request] = []
@@ -132,6 +134,7 @@ class EnqueueRequestsFromMapFunc:
         self.fn = fn
 
     def requests_for(self, obj: dict[str, Any]) -> Iterable[Request]:
+        """Whatever ``fn(obj)`` returns."""
         return self.fn(obj)
 
 
@@ -173,14 +176,17 @@ class QueueingEventHandler:
             return False
 
     def on_add(self, obj: dict[str, Any], is_in_initial_list: bool) -> None:
+        """Enqueue ``obj``'s requests if every predicate's ``create`` passes (low priority from the initial list)."""
         if self._passes(lambda p: p.create(obj), "create"):
             self._enqueue((obj,), PRIORITY_LOW if is_in_initial_list else PRIORITY_NORMAL, "create")
 
     def on_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Enqueue the requests of ``new`` and ``old`` if every ``update`` passes (low priority for a resync)."""
         if self._passes(lambda p: p.update(old, new), "update"):
             resync = _resource_version(old) is not None and _resource_version(old) == _resource_version(new)
             self._enqueue((new, old), PRIORITY_LOW if resync else PRIORITY_NORMAL, "update")
 
     def on_delete(self, obj: dict[str, Any]) -> None:
+        """Enqueue ``obj``'s requests if every predicate's ``delete`` passes."""
         if self._passes(lambda p: p.delete(obj), "delete"):
             self._enqueue((obj,), PRIORITY_NORMAL, "delete")

@@ -53,15 +53,19 @@ class Funcs:
         self._create, self._update, self._delete, self._generic = create, update, delete, generic
 
     def create(self, obj: Obj) -> bool:
+        """The ``create`` function's answer, or True."""
         return self._create(obj) if self._create else True
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """The ``update`` function's answer, or True."""
         return self._update(old, new) if self._update else True
 
     def delete(self, obj: Obj) -> bool:
+        """The ``delete`` function's answer, or True."""
         return self._delete(obj) if self._delete else True
 
     def generic(self, obj: Obj) -> bool:
+        """The ``generic`` function's answer, or True."""
         return self._generic(obj) if self._generic else True
 
 
@@ -69,12 +73,15 @@ class _UpdateOnly:
     """Base for predicates that only filter updates."""
 
     def create(self, obj: Obj) -> bool:
+        """Creates pass."""
         return True
 
     def delete(self, obj: Obj) -> bool:
+        """Deletes pass."""
         return True
 
     def generic(self, obj: Obj) -> bool:
+        """Generic events pass."""
         return True
 
 
@@ -85,6 +92,7 @@ class GenerationChanged(_UpdateOnly):
     needed (``predicate.GenerationChangedPredicate``)."""
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """True if the field this predicate watches differs between ``old`` and ``new``."""
         return _meta(old).get("generation") != _meta(new).get("generation")
 
 
@@ -93,6 +101,7 @@ class ResourceVersionChanged(_UpdateOnly):
     (``predicate.ResourceVersionChangedPredicate``)."""
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """True if the field this predicate watches differs between ``old`` and ``new``."""
         return _meta(old).get("resourceVersion") != _meta(new).get("resourceVersion")
 
 
@@ -100,6 +109,7 @@ class LabelChanged(_UpdateOnly):
     """Pass updates only when ``metadata.labels`` changed (``predicate.LabelChangedPredicate``)."""
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """True if the field this predicate watches differs between ``old`` and ``new``."""
         return (_meta(old).get("labels") or {}) != (_meta(new).get("labels") or {})
 
 
@@ -107,6 +117,7 @@ class AnnotationChanged(_UpdateOnly):
     """Pass updates only when ``metadata.annotations`` changed (``predicate.AnnotationChangedPredicate``)."""
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """True if the field this predicate watches differs between ``old`` and ``new``."""
         return (_meta(old).get("annotations") or {}) != (_meta(new).get("annotations") or {})
 
 
@@ -124,15 +135,19 @@ class LabelSelector:
         self.selector = as_selector(selector)
 
     def create(self, obj: Obj) -> bool:
+        """True if ``obj``'s labels match."""
         return self.selector.matches_object(obj)
 
     def update(self, old: Obj, new: Obj) -> bool:
+        """True if the new object's labels match."""
         return self.selector.matches_object(new)
 
     def delete(self, obj: Obj) -> bool:
+        """True if ``obj``'s labels match."""
         return self.selector.matches_object(obj)
 
     def generic(self, obj: Obj) -> bool:
+        """True if ``obj``'s labels match."""
         return self.selector.matches_object(obj)
 
 

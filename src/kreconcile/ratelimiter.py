@@ -51,6 +51,7 @@ class ItemExponentialFailureRateLimiter:
         self._failures: dict[Hashable, int] = {}
 
     def when(self, item: Hashable) -> float:
+        """Count a failure of ``item``; return ``base_delay * 2**(earlier failures)``, capped at ``max_delay``."""
         exp = self._failures.get(item, 0)
         self._failures[item] = exp + 1
         # guard against float overflow for huge exponents (client-go does the same check)
@@ -60,9 +61,11 @@ class ItemExponentialFailureRateLimiter:
         return min(backoff, self.max_delay)
 
     def forget(self, item: Hashable) -> None:
+        """Reset ``item``'s failure count."""
         self._failures.pop(item, None)
 
     def num_requeues(self, item: Hashable) -> int:
+        """Failures of ``item`` since it was last forgotten."""
         return self._failures.get(item, 0)
 
 
@@ -89,6 +92,7 @@ class BucketRateLimiter:
         self._last = self._clock.now()
 
     def when(self, item: Hashable) -> float:
+        """Take one token; return seconds until it exists (0 while the burst lasts)."""
         now = self._clock.now()
         elapsed = max(0.0, now - self._last)
         self._last = now
@@ -99,9 +103,11 @@ class BucketRateLimiter:
         return -self._tokens / self.qps
 
     def forget(self, item: Hashable) -> None:
+        """No-op: the bucket is shared, not per item."""
         return None
 
     def num_requeues(self, item: Hashable) -> int:
+        """Always 0: the bucket does not track items."""
         return 0
 
 
@@ -118,13 +124,16 @@ class MaxOfRateLimiter:
         self.limiters: tuple[RateLimiter, ...] = limiters
 
     def when(self, item: Hashable) -> float:
+        """Record the failure in every limiter; return the longest delay."""
         return max(limiter.when(item) for limiter in self.limiters)
 
     def forget(self, item: Hashable) -> None:
+        """Forget ``item`` in every limiter."""
         for limiter in self.limiters:
             limiter.forget(item)
 
     def num_requeues(self, item: Hashable) -> int:
+        """The largest count any limiter holds for ``item``."""
         return max(limiter.num_requeues(item) for limiter in self.limiters)
 
 

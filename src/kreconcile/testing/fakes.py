@@ -34,6 +34,7 @@ class FakeRegistration:
         self.initial_delivered = False
 
     def has_synced(self) -> bool:
+        """True once the initial list was delivered and the informer is synced."""
         return self.initial_delivered and self.informer.has_synced()
 
 
@@ -71,6 +72,7 @@ class FakeInformer:
         self.registrations = [r for r in self.registrations if r is not registration]
 
     def has_synced(self) -> bool:
+        """True once the initial list is complete (see ``synced`` and :meth:`mark_synced`)."""
         return self._synced
 
     # ---- test controls ------------------------------------------------------------------------------------------
@@ -223,6 +225,7 @@ class RecordingReconciler:
         return sum(1 for r in self.calls if r == request)
 
     async def reconcile(self, request: Request) -> Result:
+        """Record the call, then run ``behaviour`` (if any)."""
         self.calls.append(request)
         attempt = self.count(request)
         self.in_flight[request] = self.in_flight.get(request, 0) + 1
