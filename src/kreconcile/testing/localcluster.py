@@ -77,10 +77,12 @@ class LocalCluster:
         data_dir: where pod sandboxes, logs, volumes and PVCs go; a temporary directory (removed on stop) if None.
         kubelet_clock: clock of the kubelets' back-offs, probe periods and grace periods (tests pass a FakeClock).
         job_backoff_base_s: first pod-failure back-off of Jobs (10 s upstream; tests lower it). Emulator only.
+        persist: keep the emulator's objects (and its kubeconfig and PKI) in ``<data_dir>/apiserver`` so a new
+            LocalCluster on the same ``data_dir`` resumes them (pods restart as processes); needs ``data_dir``.
         server_kwargs: extra arguments for the API server (``APIServer`` or ``RealAPIServer``).
 
     Raises:
-        ValueError: unknown ``backend``.
+        ValueError: unknown ``backend``, or ``persist`` without ``data_dir``.
     """
 
     def __init__(
@@ -91,10 +93,14 @@ class LocalCluster:
         *,
         kubelet_clock: Clock | None = None,
         job_backoff_base_s: float = JOB_BACKOFF_BASE_S,
+        persist: bool = False,
         server_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if backend not in ("emulator", "real"):
             raise ValueError(f"LocalCluster backend={backend!r}: use 'emulator' (default) or 'real'")
+        if persist and data_dir is None:
+            raise ValueError("LocalCluster(persist=True) needs data_dir= (where the objects are kept)")
+        self.persist = persist
         self.backend: Backend = backend
         self.image_map = image_map if image_map is not None else ImageMap.with_defaults()
         self._given_data_dir = Path(data_dir) if data_dir is not None else None
@@ -141,14 +147,19 @@ class LocalCluster:
         if self.backend == "emulator":
             from kreconcile.testing.apiserver import APIServer
 
-            self.server = APIServer(**self._server_kwargs)
+            kwargs = dict(self._server_kwargs)
+            if self.persist:
+                kwargs.setdefault("data_dir", self.data_dir / "apiserver")
+            self.server = APIServer(**kwargs)
             await self.server.start()
             self.server.set_pod_log_provider(self._log_provider)
         else:
             from kreconcile.testing.realserver import RealAPIServer
 
-            kwargs = {"scheduler": True, **self._server_kwargs}
-            self.server = RealAPIServer(**kwargs)
+            real_kwargs: dict[str, Any] = {"scheduler": True, **self._server_kwargs}
+            if self.persist:
+                real_kwargs.setdefault("state_dir", self.data_dir / "apiserver")
+            self.server = RealAPIServer(**real_kwargs)
             await self.server.start()
         config = load_config(str(self.server.kubeconfig_path))
         self.client = Client(config.with_rate(0))
@@ -357,7 +368,7 @@ class LocalCluster:
 
     def _local_port(self, namespace: str, pod: str, container_port: int) -> int | None:
         for kubelet in self.kubelets.values():
-            port = kubelet.local_port(namespace, pod, container_port)
+            port = kubelet.local_port(namespace, pod, container_port, ready_only=True)
             if port is not None:
                 return port
         return None

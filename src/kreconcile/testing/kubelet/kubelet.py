@@ -124,13 +124,19 @@ class ProcessKubelet:
         uid = self._by_key.get((namespace, name))
         return self._workers.get(uid) if uid else None
 
-    def local_port(self, namespace: str, name: str, container_port: int) -> int | None:
-        """The 127.0.0.1 port that pod ``namespace/name``'s ``container_port`` is mapped to, or None."""
+    def local_port(self, namespace: str, name: str, container_port: int, ready_only: bool = False) -> int | None:
+        """The 127.0.0.1 port that pod ``namespace/name``'s ``container_port`` is mapped to, or None.
+
+        With ``ready_only``, None also while the container declaring the port is not ready (what the kubelet knows
+        now, possibly ahead of the pod status in the API).
+        """
         worker = self.worker(namespace, name)
         if worker is None:
             return None
-        for ports in worker.ports.values():
+        for container, ports in worker.ports.items():
             if container_port in ports:
+                if ready_only and not any(r.name == container and r.ready for r in worker.records):
+                    return None
                 return ports[container_port]
         return None
 

@@ -307,3 +307,16 @@ async def test_a_node_created_by_a_provisioner_is_served_and_reported_ready(clus
     assert lease["spec"]["holderIdentity"] == "provisioned"
     assert lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"][0]["name"] == "provisioned"
+
+
+async def test_a_persisted_cluster_resumes_its_workloads_after_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "persisted"
+    async with LocalCluster(data_dir=data, persist=True) as cluster:
+        await cluster.add_node("node-1")
+        await apply(cluster, deployment("keep", replicas=1), service("keep"))
+        await kubectl(cluster, "wait", "--for=condition=Available", "deployment/keep", "--timeout=60s")
+        before = {p["metadata"]["name"] for p in await _pods(cluster, "app=keep")}
+    async with LocalCluster(data_dir=data, persist=True) as cluster:
+        host, port = await cluster.wait_service_address("default", "keep", 80)
+        answer = await asyncio.to_thread(_http_get, host, port)
+        assert answer.removeprefix("hello from ").strip() in before
