@@ -249,3 +249,33 @@ async def test_python_m_kaito_webhook_serves_until_terminated(tmp_path: Path) ->
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+
+
+def test_webhook_configurations_route_both_versions_to_the_server() -> None:
+    from kaito.webhook.config import webhook_configurations
+
+    mutating, validating = webhook_configurations(b"PEM", url="https://127.0.0.1:9443/")
+    in_cluster = webhook_configurations(b"PEM", service=("kaito-system", "kaito-webhook", 443))[1]
+
+    hook = validating["webhooks"][0]
+    assert (mutating["kind"], validating["kind"]) == ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    assert hook["clientConfig"] == {"caBundle": "UEVN", "url": "https://127.0.0.1:9443/validate"}
+    assert mutating["webhooks"][0]["clientConfig"]["url"] == "https://127.0.0.1:9443/mutate"
+    assert hook["rules"] == [
+        {
+            "apiGroups": ["kaito.sh"],
+            "apiVersions": ["v1alpha1", "v1beta1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["workspaces"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert (hook["failurePolicy"], hook["sideEffects"], hook["admissionReviewVersions"]) == ("Fail", "None", ["v1"])
+    assert in_cluster["webhooks"][0]["clientConfig"]["service"] == {
+        "namespace": "kaito-system",
+        "name": "kaito-webhook",
+        "path": "/validate",
+        "port": 443,
+    }
+    with pytest.raises(ValueError, match="give url="):
+        webhook_configurations(b"PEM")
