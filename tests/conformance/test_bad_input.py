@@ -1,0 +1,47 @@
+"""Bad input gets the real status codes and reasons and never corrupts stored state."""
+
+from __future__ import annotations
+
+from .conftest import Cluster
+
+
+async def _unchanged(cluster: Cluster, before: dict) -> None:
+    _, after = await cluster.request("GET", cluster.ns_path("configmaps", name="keep"))
+    assert after["data"] == before["data"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+async def test_bad_bodies_and_documents(cluster: Cluster) -> None:
+    before = await cluster.create("configmaps", {"metadata": {"name": "keep"}, "data": {"k": "v"}})
+    path = cluster.ns_path("configmaps", name="keep")
+    cases = [
+        ("POST", cluster.ns_path("configmaps"), b"{not json", "application/json", 400, "BadRequest"),
+        ("PUT", path, b'{"apiVersion":"v1","kind":"Secret","metadata":{"name":"keep"}}', "application/json", 400,
+         "BadRequest"),
+        ("PUT", path, b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"}}', "application/json",
+         400, "BadRequest"),
+        ("PATCH", path, b"[{\"op\": \"bogus\"}", "application/json-patch+json", 400, "BadRequest"),
+        ("PATCH", path, b'{"data": {"k": "x"}}', "application/json-patch+json", 400, "BadRequest"),
+        ("PATCH", path, b'[{"op": "remove", "path": "/data/missing"}]', "application/json-patch+json", 422,
+         "Invalid"),
+        ("PATCH", path, b"not json", "application/merge-patch+json", 400, "BadRequest"),
+    ]
+    for method, url, raw, ctype, code, reason in cases:
+        status, body = await cluster.request(method, url, raw=raw, content_type=ctype)
+        assert (status, body["reason"]) == (code, reason), (method, raw, body)
+    await _unchanged(cluster, before)
+
+
+async def test_oversize_body_is_rejected(cluster: Cluster) -> None:
+    before = await cluster.create("configmaps", {"metadata": {"name": "keep"}, "data": {"k": "v"}})
+    huge = {**before, "data": {"k": "x" * (3 * 1024 * 1024 + 10)}}
+    status, body = await cluster.request("PUT", cluster.ns_path("configmaps", name="keep"), huge)
+    assert status == 413 and body["reason"] == "RequestEntityTooLarge"
+    await _unchanged(cluster, before)
+
+
+async def test_invalid_selectors_and_parameters(cluster: Cluster) -> None:
+    for params in ({"labelSelector": "a in (b"}, {"labelSelector": "=x"}, {"fieldSelector": "metadata.name"},
+                   {"fieldSelector": "spec.unknown=1"}):
+        status, body = await cluster.request("GET", cluster.ns_path("configmaps"), params=params)
+        assert (status, body["reason"]) == (400, "BadRequest"), params
