@@ -286,6 +286,7 @@ class LocalCluster:
             self._heartbeat_tasks.pop(request.name, None)
             if kubelet is not None:
                 await kubelet.shutdown(grace_seconds=SHUTDOWN_GRACE_S)
+            await self._delete_orphaned_pods(request.name)
             return Result()
         new = request.name not in self.kubelets
         self._serve(request.name)
@@ -297,6 +298,15 @@ class LocalCluster:
                 if (pod.get("spec") or {}).get("nodeName") == request.name:
                     await self.kubelets[request.name].sync_pod(pod)
         return Result()
+
+    async def _delete_orphaned_pods(self, node_name: str) -> None:
+        """Force-delete the pods bound to a Node that no longer exists (the pod GC controller's ``gcOrphaned``)."""
+        assert self.manager is not None
+        client = self._require_client()
+        for pod in await self.manager.cache.list(POD):
+            if (pod.get("spec") or {}).get("nodeName") == node_name:
+                with contextlib.suppress(NotFound):
+                    await client.delete(with_kind(pod, POD), grace_period_seconds=0)
 
     async def _report_ready(self, node: dict[str, Any]) -> None:
         """Fill a provisioner-created Node's status as its kubelet would on registration (keeping capacity)."""

@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
 
 async def _pods(cluster: LocalCluster, selector: str | None = None) -> list[dict[str, Any]]:
     assert cluster.client is not None
-    return list((await cluster.client.list(POD, "default", label_selector=selector))["items"])
+    return list((await cluster.client.list(POD, "default", label_selector=selector or None))["items"])
 
 
 def _pid(pod: dict[str, Any]) -> int:
@@ -320,3 +320,15 @@ async def test_a_persisted_cluster_resumes_its_workloads_after_a_restart(tmp_pat
         host, port = await cluster.wait_service_address("default", "keep", 80)
         answer = await asyncio.to_thread(_http_get, host, port)
         assert answer.removeprefix("hello from ").strip() in before
+
+
+async def test_deleting_a_node_stops_its_pods_and_removes_them(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    await apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lonely", "namespace": "default"},
+                          "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "300"]}],
+                                   "terminationGracePeriodSeconds": 1}})
+    pods = await wait_for(lambda: _running(cluster, "", 1))
+    pid = _pid(pods[0])
+    await kubectl(cluster, "delete", "node", "node-1")
+    await wait_for(lambda: _no_pods(cluster, ""), timeout=60)
+    await wait_for(lambda: not _alive(pid))
