@@ -21,7 +21,9 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import urlparse
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio.client import ApiClient
+from yarl import URL
 
 from kreconcile import metrics
 from kreconcile.clock import Clock, RealClock
@@ -159,7 +161,9 @@ class Client:
         if self._api is None:
             async with self._api_lock:
                 if self._api is None:
-                    self._api = await self.config.new_api_client()
+                    api = await self.config.new_api_client()
+                    _resolve_env_proxy_once(api)
+                    self._api = api
         return self._api
 
     # ---------------------------------------------------------------- transport
@@ -586,6 +590,27 @@ class SubResourceClient:
         return await self._client.patch(
             obj, patch, patch_type, field_manager=field_manager, force=force, subresource=self.subresource
         )
+
+
+def _resolve_env_proxy_once(api: ApiClient) -> None:
+    """kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, which makes aiohttp look up
+    ``~/.netrc`` and the proxy environment in a worker thread on *every* request (two thread hops, a large share
+    of a small request's CPU). Resolve the proxy for the API server once here, pin it on the REST client, and turn
+    the per-request lookups off. Kubernetes credentials never come from netrc."""
+    rest = api.rest_client
+    session = rest.pool_manager
+    if not getattr(session, "_trust_env", False):
+        return
+    if rest.proxy is None:
+        try:
+            proxy, proxy_auth = get_env_proxy_for_url(URL(str(api.configuration.host)))
+        except LookupError:
+            proxy, proxy_auth = None, None
+        if proxy is not None:
+            rest.proxy = str(proxy)
+            if proxy_auth is not None:
+                rest.proxy_headers = {"Proxy-Authorization": proxy_auth.encode()}
+    session._trust_env = False
 
 
 def _retry_after(value: str | None) -> float | None:
