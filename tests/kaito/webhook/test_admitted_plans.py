@@ -71,3 +71,17 @@ def test_admitted_workspaces_plan_without_error(obj: dict[str, Any]) -> None:
             assert plan.gpus_per_node * plan.node_count >= plan.estimate.min_gpus
     for obj_ in plan.objects:
         assert obj_["metadata"]["namespace"] == ws.namespace
+
+
+@settings(max_examples=60, deadline=None)
+@given(candidate_workspaces())
+def test_defaulting_patch_matches_the_models_defaults(obj: dict[str, Any]) -> None:
+    import jsonpatch
+
+    from kaito.webhook import default_patch
+
+    patched = jsonpatch.apply_patch(obj, default_patch(obj))
+
+    assert parse_workspace(patched) == parse_workspace(obj)
+    assert default_patch(patched) == []  # idempotent
+    assert validate_workspace(patched).allowed == validate_workspace(obj).allowed
