@@ -258,3 +258,20 @@ async def test_get_log_returns_the_container_log_text(client: Client, server: AP
     server.set_pod_log_provider(provider)
     assert await client.get_log("p", "default", container="main", tail_lines=2) == "line 1\nline 2\n"
     assert seen == [("default", "p", "main", False, 2)]
+
+
+async def test_env_proxy_is_resolved_once_and_no_proxy_is_honoured(
+    monkeypatch: pytest.MonkeyPatch, server: APIServer
+) -> None:
+    from kreconcile.config import RestConfig
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with Client(RestConfig(host="http://api.example.invalid:6443")) as proxied:
+        api = await proxied.api_client()
+        assert api.rest_client.proxy == "http://proxy.invalid:3128"
+        assert not api.rest_client.pool_manager.trust_env  # no per-request netrc/proxy lookups in threads
+    async with Client(load_config(str(server.kubeconfig_path)).with_rate(0)) as direct:
+        api = await direct.api_client()
+        assert api.rest_client.proxy is None
+        assert (await direct.get(NS, "default"))["metadata"]["name"] == "default"
