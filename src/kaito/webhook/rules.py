@@ -281,7 +281,8 @@ def _rule_inference(v: Verdict, ws: AnyWorkspace, catalog: Catalog) -> ModelPres
         preset = _rule_preset_name(v, "inference.preset.name", inf.preset.name, catalog)
         _rule_preset_options(v, "inference.preset", inf.preset)
     if inf.template is not None and inf.preset is None:
-        containers = (inf.template.get("spec") or {}).get("containers") if isinstance(inf.template, dict) else None
+        spec = inf.template.get("spec")
+        containers = spec.get("containers") if isinstance(spec, dict) else None
         if not isinstance(containers, list) or not containers:
             v.error("inference.template.spec.containers", "must list at least one container")
     if inf.config is not None:
