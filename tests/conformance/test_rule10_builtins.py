@@ -77,9 +77,16 @@ async def test_pod_binding_sets_the_node_once(cluster: Cluster) -> None:
     assert (status, body["reason"]) == (409, "Conflict")
 
 
-async def test_pod_log_of_an_unscheduled_pod_is_a_bad_request(cluster: Cluster) -> None:
+async def test_pod_log_rules_without_a_kubelet(cluster: Cluster) -> None:
     await cluster.create("pods", {"metadata": {"name": "p"}, "spec": POD_SPEC})
     status, body = await cluster.request("GET", cluster.ns_path("pods", name="p", sub="log"))
+    assert (status, body) == (200, "")  # not scheduled yet: an empty log
+    two = {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}
+    await cluster.create("pods", {"metadata": {"name": "two"}, "spec": two})
+    status, body = await cluster.request("GET", cluster.ns_path("pods", name="two", sub="log"))
+    assert (status, body["reason"]) == (400, "BadRequest") and "choose one of" in body["message"]
+    status, body = await cluster.request("GET", cluster.ns_path("pods", name="two", sub="log"),
+                                         params={"container": "zz"})
     assert (status, body["reason"]) == (400, "BadRequest")
 
 

@@ -3,8 +3,8 @@ subresource), ``pods/binding`` (the scheduler's bind), ``pods/log``, ``pods/evic
 ``namespaces/finalize``.
 
 ``pods/log`` streams from the provider set with :meth:`APIServer.set_pod_log_provider` (the local kubelet); with
-none, it answers the real server's errors: 400 ``pod "x" does not have a host assigned`` for an unscheduled pod,
-400 when a multi-container pod's ``container`` is not given, and 500 when no kubelet serves the node.
+none, it answers like the real server: an empty 200 for an unscheduled pod, 400 when a multi-container pod's
+``container`` is not given or unknown, and 500 when no kubelet serves the node.
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ async def _logs(server: APIServer, request: web.Request, namespace: str, name: s
         raise bad_request(f"container {container} is not valid for pod {name}")
     node = (pod.get("spec") or {}).get("nodeName")
     if not node:
-        raise bad_request(f"pod {name} does not have a host assigned")
+        # the real LogLocation returns no location for an unscheduled pod: an empty 200 stream
+        return web.Response(body=b"", content_type="text/plain")
     provider = server.pod_log_provider
     if provider is None:
         raise APIError(500, "InternalError", f'Get "https://{node}:10250/containerLogs/{namespace}/{name}/'

