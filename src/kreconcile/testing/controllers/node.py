@@ -27,7 +27,7 @@ from kreconcile.cache import Cache
 from kreconcile.client import Client
 from kreconcile.clock import Clock, RealClock
 from kreconcile.controller import Controller
-from kreconcile.errors import AlreadyExists, NotFound, ignore_not_found
+from kreconcile.errors import AlreadyExists, Conflict, NotFound, ignore_not_found
 from kreconcile.events import EventRecorder
 from kreconcile.predicates import Funcs
 from kreconcile.reconcile import Request, Result
@@ -184,7 +184,7 @@ class ClientKubeletBackend:
                 "status": status}
         try:
             await self.client.status().patch(body, {"metadata": {"uid": meta.get("uid")}, "status": status})
-        except NotFound as exc:
+        except (NotFound, Conflict) as exc:  # Conflict: the uid precondition failed, the name is another pod now
             raise LookupError(str(exc)) from exc
 
     async def finalize_pod(self, pod: Mapping[str, Any]) -> None:
