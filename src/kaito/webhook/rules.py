@@ -285,6 +285,10 @@ def _rule_inference(v: Verdict, ws: AnyWorkspace, catalog: Catalog) -> ModelPres
         containers = spec.get("containers") if isinstance(spec, dict) else None
         if not isinstance(containers, list) or not containers:
             v.error("inference.template.spec.containers", "must list at least one container")
+        elif not all(isinstance(x, dict) and x.get("name") and x.get("image") for x in containers):
+            v.error("inference.template.spec.containers", "every container needs a name and an image")
+        if not isinstance(inf.template.get("metadata", {}), dict):
+            v.error("inference.template.metadata", "must be an object (labels, annotations)")
     if inf.config is not None:
         _check_object_name(v, "inference.config", inf.config)
     if inf.adapters:

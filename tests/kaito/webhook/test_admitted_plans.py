@@ -15,6 +15,13 @@ from kaito.workloads import plan_workspace
 CATALOG = load_catalog()
 PRESETS = sorted(CATALOG.presets)
 SKUS = sorted(CATALOG.skus)
+TEMPLATES: list[Any] = [
+    {"spec": {"containers": [{"name": "c", "image": "i"}]}},
+    {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}], "tolerations": []}},
+    {"metadata": [], "spec": {"containers": [{"name": "c", "image": "i"}]}},
+    {"spec": {"containers": [{"name": "c"}]}},
+    {"spec": []},
+]
 
 
 @st.composite
@@ -47,6 +54,8 @@ def candidate_workspaces(draw: st.DrawFn) -> dict[str, Any]:
             for i in range(draw(st.integers(min_value=0, max_value=3)))
         ]
         obj["inference"] = {"preset": {"name": preset}, **({"adapters": adapters} if adapters else {})}
+        if draw(st.integers(min_value=0, max_value=4)) == 0:
+            obj["inference"] = {"template": draw(st.sampled_from(TEMPLATES))}
     return obj
 
 
