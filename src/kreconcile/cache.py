@@ -88,14 +88,18 @@ class MultiNamespaceInformer:
         return builtins.list(self.informers.values())
 
     def add_event_handler(self, handler: EventHandler) -> _MultiRegistration:
+        """Register ``handler`` on every namespace's informer (see :meth:`SharedInformer.add_event_handler`)."""
         self._handlers.append(handler)
         self._regs[id(handler)] = [i.add_event_handler(handler) for i in self._all()]
         return _MultiRegistration(self, handler)
 
     def has_synced(self) -> bool:
+        """True once every namespace's informer has synced."""
         return self._resolved.is_set() and all(i.has_synced() for i in self._all())
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        """Wait for every namespace's informer; False if ``timeout`` seconds pass first."""
+
         async def wait() -> bool:
             await self._resolved.wait()
             return all(await asyncio.gather(*(i.wait_for_sync() for i in self._all())))
@@ -106,20 +110,24 @@ class MultiNamespaceInformer:
             return False
 
     def add_index(self, name: str, fn: IndexFunc) -> None:
+        """Add the index to every namespace's informer (see :meth:`SharedInformer.add_index`)."""
         self._indexers[name] = fn
         for i in self._all():
             i.add_index(name, fn)
 
     def get_by_name(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The cached object (not a copy), or None (also for namespaces outside the scope)."""
         if None in self.informers:
             return self.informers[None].get_by_name(name, namespace)
         inf = self.informers.get(namespace)
         return inf.get_by_name(name, namespace) if inf is not None else None
 
     def list(self) -> builtins.list[dict[str, Any]]:
+        """Every cached object of every namespace (not copies)."""
         return [o for i in self._all() for o in i.list()]
 
     def by_index(self, index: str, value: str) -> builtins.list[dict[str, Any]]:
+        """Objects of every namespace whose ``index`` gives ``value`` (not copies); KeyError for unknown index."""
         return [o for i in self._all() for o in i.by_index(index, value)]
 
     async def start(self, stop: asyncio.Event) -> None:
