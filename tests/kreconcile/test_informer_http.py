@@ -13,6 +13,7 @@ from kreconcile.cache import Cache
 from kreconcile.client import Client
 from kreconcile.clock import FakeClock
 from kreconcile.config import load_config
+from kreconcile.gvk import GVK
 from kreconcile.informer import SharedInformer
 from kreconcile.testing.apiserver import APIServer
 from tests.kreconcile.test_client import CM, configmap
@@ -96,6 +97,30 @@ async def test_cache_reads_over_http_are_copies_and_track_the_server(client: Cli
         await until(lambda: cache.get_informer(CM).get_by_name("a", "default")["data"] == {"v": "2"})  # type: ignore[index]
         assert [o["metadata"]["name"] for o in await cache.list(CM, "default", label_selector="app=web")] == ["a"]
         assert await cache.wait_for_cache_sync(1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_namespace_scoped_cache_watches_only_its_namespaces_but_all_of_a_cluster_scoped_kind(
+    client: Client,
+) -> None:
+    for ns in ("team-a", "team-b", "team-c"):
+        await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        await client.create(configmap(f"cm-{ns}", ns=ns))
+    cache = Cache(client, default_namespaces=["team-a", "team-b"])
+    stop = asyncio.Event()
+    task = asyncio.create_task(cache.start(stop))
+    try:
+        await asyncio.sleep(0)
+        assert sorted(o["metadata"]["name"] for o in await cache.list(CM)) == ["cm-team-a", "cm-team-b"]
+        namespaces = {o["metadata"]["name"] for o in await cache.list(GVK("", "v1", "Namespace"))}
+        assert {"team-a", "team-b", "team-c", "default"} <= namespaces  # cluster-scoped: one unscoped informer
+        assert (await cache.get(GVK("", "v1", "Namespace"), "team-c"))["metadata"]["name"] == "team-c"
+        await client.create(configmap("late", ns="team-b"))
+        await client.create(configmap("late", ns="team-c"))
+        await until(lambda: cache.get_informer(CM).get_by_name("late", "team-b") is not None)
+        assert cache.get_informer(CM).get_by_name("late", "team-c") is None
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
