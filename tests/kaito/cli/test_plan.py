@@ -153,3 +153,25 @@ def test_gen_crds_writes_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "kaito.sh_workspaces.yaml",
         "karpenter.sh_nodeclaims.test.yaml",
     ]
+
+
+def test_plan_with_byo_nodes_reads_their_gpu_labels(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    labels = {"apps": "test", "nvidia.com/gpu.product": "Tesla-V100", "nvidia.com/gpu.count": "1",
+              "nvidia.com/gpu.memory": "16384"}  # fmt: skip
+    nodes = _write(
+        tmp_path,
+        {"apiVersion": "v1", "kind": "List", "items": [{"metadata": {"name": "n1", "labels": labels}}]},
+        "nodes.yaml",
+    )
+    small = _write(tmp_path, inference_ws(instance_type=None), "small.yaml")
+    big = _write(tmp_path, inference_ws(preset="phi-4", instance_type=None), "big.yaml")
+
+    ok = main(["plan", str(small), "--no-auto-provisioning", "--nodes", str(nodes), "-o", "json"])
+    small_doc = json.loads(capsys.readouterr().out)
+    denied = main(["plan", str(big), "--no-auto-provisioning", "--nodes", str(nodes)])
+
+    assert ok == 0 and denied == 1
+    summary = small_doc["workspaces"][0]
+    assert (summary["provisioning"], summary["gpusPerNode"], summary["instanceType"]) == ("byo", 1, None)
+    assert [o["kind"] for o in small_doc["objects"]] == ["Service", "ConfigMap", "StatefulSet"]
+    assert "Insufficient total GPU memory: the selected Tesla-V100 nodes have 16 GiB each" in capsys.readouterr().out
