@@ -45,6 +45,8 @@ class APIError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]  # metav1.Status.reason is omitempty (a webhook may deny without one)
         if self.details is not None:
             body["details"] = self.details
         return body

@@ -16,6 +16,7 @@ from aiohttp import web
 from kreconcile.clock import Clock, RealClock
 
 from . import table, tls
+from .admission import ServiceResolver, WebhookCaller
 from .crd import types_from_crd
 from .faults import Faults
 from .gc import GarbageCollector
@@ -66,6 +67,8 @@ class APIServer:
         self.registry = Registry(self.store, self.clock)
         self.registry.on_crd_change = self._on_crd_change
         self.faults = Faults(self.store)
+        self.webhooks = WebhookCaller(self.registry)
+        self.registry.admission = self.webhooks
         self.pod_log_provider: PodLogProvider | None = None
         self.kubeconfig_path: Path = Path()
         self.ca_path: Path | None = None
@@ -161,6 +164,16 @@ class APIServer:
     def set_pod_log_provider(self, provider: PodLogProvider | None) -> None:
         """Serve ``pods/log`` from ``provider`` (the local kubelet); None restores the no-kubelet errors."""
         self.pod_log_provider = provider
+
+    @property
+    def service_resolver(self) -> ServiceResolver | None:
+        """Maps a webhook's ``clientConfig.service`` (namespace, name, port) to a base URL; None means
+        ``https://<name>.<namespace>.svc:<port>`` (resolvable only where cluster DNS exists)."""
+        return self.webhooks.service_resolver
+
+    @service_resolver.setter
+    def service_resolver(self, resolver: ServiceResolver | None) -> None:
+        self.webhooks.service_resolver = resolver
 
     def _on_crd_change(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         source = new or old
