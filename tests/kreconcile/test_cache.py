@@ -11,6 +11,7 @@ import pytest
 from kreconcile.cache import Cache, CacheNotStartedError, ObjectSelector
 from kreconcile.errors import NotFound
 from kreconcile.gvk import GVK
+from kreconcile.manager import CachedClient
 from tests.kreconcile.test_informer import CM, FakeSource, cm
 
 
@@ -118,3 +119,20 @@ async def test_default_namespaces_restrict_what_is_cached() -> None:
     await asyncio.wait_for(task, 2)
     with pytest.raises(ValueError, match="default_namespaces"):
         Cache(src, default_namespaces=[])
+
+
+async def test_cached_client_answers_field_selectors_from_indexes(cache: Any) -> None:
+    _, c = cache
+    reader = CachedClient(c, api=None)  # type: ignore[arg-type]  # reads only: never touches the API
+    c.index_field(CM, "app", lambda o: [o["metadata"].get("labels", {}).get("app", "")])
+    c.index_field(CM, "tier", lambda o: [o["metadata"].get("labels", {}).get("tier", "none")])
+    names = lambda result: sorted(o["metadata"]["name"] for o in result["items"])  # noqa: E731
+    assert names(await reader.list(CM, field_selector="app=web")) == ["a", "c"]
+    assert names(await reader.list(CM, field_selector="app=web,metadata.namespace=other")) == ["c"]
+    assert names(await reader.list(CM, field_selector="app=web,tier=fe")) == ["a"]
+    assert names(await reader.list(CM, field_selector="metadata.name=b")) == ["b"]
+    assert (await reader.get(CM, "b", "default"))["metadata"]["labels"] == {"app": "db"}
+    with pytest.raises(KeyError, match="add_index"):
+        await reader.list(CM, field_selector="spec.nodeName=n1")
+    with pytest.raises(ValueError, match="key=value"):
+        await reader.list(CM, field_selector="app!=web")
