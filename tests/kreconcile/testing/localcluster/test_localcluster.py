@@ -227,7 +227,7 @@ async def test_deleting_the_owner_removes_pods_and_kills_processes(cluster: Loca
     await kubectl(cluster, "delete", "deployment", "doomed", "--wait=false")
     await wait_for(lambda: _no_pods(cluster, "app=doomed"), timeout=60)
     await wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30)
-    assert not set(pids) & live_process_groups()
+    await wait_for(lambda: not set(pids) & live_process_groups())  # reaped and forgotten by the kubelet
     assert cluster.client is not None
     assert not [d for d in (await cluster.client.list(DEPLOYMENT, "default"))["items"]]
 
