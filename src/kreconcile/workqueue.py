@@ -268,7 +268,7 @@ class WorkQueue(Generic[T]):
                 if deadline is None:
                     await fut
                 else:
-                    sleeper = asyncio.ensure_future(self._clock.sleep(deadline - self._clock.now()))
+                    sleeper = asyncio.ensure_future(self._sleep_until(deadline))
                     try:
                         await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
                     finally:
@@ -283,6 +283,11 @@ class WorkQueue(Generic[T]):
                         pass
                 elif not woken and not fut.cancelled() and self._ready_count:
                     self._wake_one()  # we were picked but got cancelled: pass the wake-up on
+
+    async def _sleep_until(self, deadline: float) -> None:
+        # the remaining time is computed when the task first runs, not when it is created, so a clock that moved
+        # in between (a FakeClock advanced by a test) cannot push the wake-up past the deadline
+        await self._clock.sleep(deadline - self._clock.now())
 
     def done(self, item: T) -> None:
         """Finish processing ``item``. If it was added meanwhile it becomes ready (or waits) again. Calling ``done``

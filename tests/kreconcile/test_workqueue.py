@@ -194,3 +194,13 @@ def test_superseded_delays_do_not_accumulate() -> None:
     assert len(q._waiting) <= 4 * 20 + 64  # bounded by the live entries, not by the number of adds
     clock.advance(600 - 49)
     assert len(q) == 20
+
+
+async def test_a_delay_that_expires_before_the_getter_arms_its_timer_still_wakes_it() -> None:
+    clock = FakeClock()
+    q = _queue(clock)
+    q.add_after("a", 0.5)
+    getter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)  # the getter found nothing ready and scheduled its timer task
+    clock.advance(100)  # time moves before that task has run
+    assert await asyncio.wait_for(getter, 1) == "a"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -112,3 +112,75 @@ class WorkQueueMachine(RuleBasedStateMachine):
 
 WorkQueueMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 test_workqueue_matches_its_model = WorkQueueMachine.TestCase
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), ITEMS, PRIORITIES),
+        st.tuples(st.just("add_after"), ITEMS, DELAYS),
+        st.tuples(st.just("yield"), st.integers(1, 4)),
+        st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 3.0])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS, workers=st.integers(1, 3), hold=st.integers(0, 3))
+def test_concurrent_getters_never_share_an_item_and_every_add_is_followed_by_processing(
+    ops: list[tuple[object, ...]], workers: int, hold: int
+) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        q: WorkQueue[str] = WorkQueue(clock=clock, rate_limiter=ItemExponentialFailureRateLimiter())
+        holding: set[str] = set()
+        tick = 0
+        last_add: dict[str, int] = {}
+        last_start: dict[str, int] = {}
+
+        async def worker() -> None:
+            nonlocal tick
+            while True:
+                try:
+                    item = await q.get()
+                except ShutDown:
+                    return
+                assert item not in holding, f"{item!r} handed to two getters at once"
+                holding.add(item)
+                tick += 1
+                last_start[item] = tick
+                for _ in range(hold):
+                    await asyncio.sleep(0)
+                holding.discard(item)
+                q.done(item)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        for op in ops:
+            kind = op[0]
+            if kind in ("add", "add_after"):
+                item = str(op[1])
+                tick += 1
+                last_add[item] = tick
+                if kind == "add":
+                    q.add(item, priority=int(op[2]))  # type: ignore[call-overload]
+                else:
+                    q.add_after(item, float(op[2]))  # type: ignore[arg-type]
+            elif kind == "yield":
+                for _ in range(int(op[1])):  # type: ignore[call-overload]
+                    await asyncio.sleep(0)
+            else:
+                clock.advance(float(op[1]))  # type: ignore[arg-type]
+                await asyncio.sleep(0)
+        clock.advance(100)  # every delay is due
+        for _ in range(10_000):
+            if not any(q.is_pending(i) for i in "abcd") and q.processing_count == 0:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise AssertionError("queue never drained")
+        for item, added in last_add.items():
+            assert last_start.get(item, -1) > added, f"{item!r} was added but not processed afterwards"
+        q.shut_down()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+    asyncio.run(scenario())
