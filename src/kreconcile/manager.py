@@ -474,21 +474,25 @@ class Manager:
 
     async def _campaign(self, elector: LeaderElector) -> None:
         stop = self._groups["leader"].stop
-        run = asyncio.create_task(elector.run(stop))
+        run = asyncio.create_task(elector.run(stop), name="leader-elector")
         elected = asyncio.create_task(elector.elected.wait())
-        await asyncio.wait({run, elected}, return_when=asyncio.FIRST_COMPLETED)
-        if elected.done() and not stop.is_set():
-            self._elected.set()
-            self._start_group("leader")
-        else:
-            elected.cancel()
         try:
+            await asyncio.wait({run, elected}, return_when=asyncio.FIRST_COMPLETED)
+            if elected.done() and not stop.is_set():
+                self._elected.set()
+                self._start_group("leader")
             await run
-        except LeaderElectionLost as err:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # LeaderElectionLost, or a bug in the elector: both are fatal
             if self._fatal is None:
                 self._fatal = err
             assert self._wake is not None
             self._wake.set()
+        finally:
+            for t in (run, elected):
+                t.cancel()
+            await asyncio.gather(run, elected, return_exceptions=True)
 
     async def _shutdown(self, elector_task: asyncio.Task[None] | None, *, immediate: bool) -> None:
         timeout = 0.0 if immediate else self.graceful_shutdown_timeout
