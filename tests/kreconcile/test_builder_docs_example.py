@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,17 @@ CONFIGMAP = GVK("", "v1", "ConfigMap")
 NAMESPACE = GVK("", "v1", "Namespace")
 
 
-def example_source() -> str:
+def example_source(index: int = 0) -> str:
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert blocks, "docs/kreconcile.md has no python example"
-    return str(blocks[0])
+    assert len(blocks) > index, "docs/kreconcile.md lacks the python examples"
+    return str(blocks[index])
+
+
+async def test_docs_unit_test_example_passes() -> None:
+    namespace: dict[str, Any] = {"__name__": "docs_unit_test_example"}
+    exec(compile(example_source(1), str(DOC), "exec"), namespace)
+    namespace["Controller"] = partial(namespace["Controller"], skip_name_validation=True)  # runnable more than once
+    await asyncio.wait_for(namespace["test_an_update_is_reconciled_again"](), 10)
 
 
 def loopback_manager(*args: Any, **kwargs: Any) -> Manager:
