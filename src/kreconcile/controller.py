@@ -129,6 +129,7 @@ class Controller:
             raise ValueError(f"max_concurrent_reconciles must be an integer >= 1, got {max_concurrent_reconciles!r}")
         if not (isinstance(cache_sync_timeout, int | float) and cache_sync_timeout > 0):
             raise ValueError(f"cache_sync_timeout must be > 0 seconds, got {cache_sync_timeout!r}")
+        self.reconciler = as_reconciler(reconciler)
         if not skip_name_validation:
             if name in _names_in_use:
                 raise ValueError(
@@ -137,7 +138,6 @@ class Controller:
                 )
             _names_in_use.add(name)
         self.name = name
-        self.reconciler = as_reconciler(reconciler)
         self.max_concurrent_reconciles = max_concurrent_reconciles
         self.cache_sync_timeout = float(cache_sync_timeout)
         self.recover_panic = recover_panic

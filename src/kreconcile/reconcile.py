@@ -7,6 +7,7 @@ controller-runtime's ``pkg/reconcile`` contract, in asyncio.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -124,11 +125,20 @@ def as_reconciler(reconciler: Reconciler | ReconcileFunc) -> Reconciler:
     """Return ``reconciler`` itself if it has a ``reconcile`` method, else wrap the async function.
 
     Raises:
-        TypeError: it is neither a Reconciler nor a callable.
+        TypeError: it is neither a Reconciler nor a callable, or its ``reconcile`` (or the function) is not async.
     """
-    if hasattr(reconciler, "reconcile"):
-        return reconciler
+    method = getattr(reconciler, "reconcile", None)
+    if method is not None:
+        if (inspect.isfunction(method) or inspect.ismethod(method)) and not inspect.iscoroutinefunction(method):
+            raise TypeError(
+                f"{type(reconciler).__name__}.reconcile must be 'async def reconcile(self, request) -> Result'"
+            )
+        return reconciler  # type: ignore[return-value]
     if callable(reconciler):
+        if (inspect.isfunction(reconciler) or inspect.ismethod(reconciler)) and not inspect.iscoroutinefunction(
+            reconciler
+        ):
+            raise TypeError(f"reconcile function {reconciler.__name__!r} must be 'async def' (it returns a Result)")
         return FuncReconciler(reconciler)
     raise TypeError(
         f"reconciler must have an async reconcile(request) method or be an async function, got {reconciler!r}"

@@ -234,3 +234,17 @@ async def test_start_refuses_to_run_twice_or_without_watches() -> None:
     await ctl.start(stop)
     with pytest.raises(RuntimeError, match="already started"):
         await ctl.start(stop)
+
+
+def test_a_synchronous_reconciler_is_refused_at_construction() -> None:
+    def sync_fn(request: Request) -> Result:
+        return Result()
+
+    class SyncReconciler:
+        def reconcile(self, request: Request) -> Result:
+            return Result()
+
+    with pytest.raises(TypeError, match="async def"):
+        Controller(name(), sync_fn)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="async def"):
+        Controller(name(), SyncReconciler())  # type: ignore[arg-type]
