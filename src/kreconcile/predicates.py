@@ -69,6 +69,13 @@ class Funcs:
         return self._generic(obj) if self._generic else True
 
 
+def new_predicate_funcs(keep: Callable[[Obj], bool]) -> Predicate:
+    """A predicate applying ``keep(obj)`` to every event (for updates, to the new object), like controller-runtime's
+    ``predicate.NewPredicateFuncs``. Example: ``new_predicate_funcs(lambda o: o["metadata"].get("namespace") ==
+    "kaito")``."""
+    return Funcs(create=keep, update=lambda old, new: keep(new), delete=keep, generic=keep)
+
+
 class _UpdateOnly:
     """Base for predicates that only filter updates."""
 

@@ -14,6 +14,7 @@ from kreconcile.predicates import (
     LabelSelector,
     ResourceVersionChanged,
     and_,
+    new_predicate_funcs,
     not_,
     or_,
 )
@@ -74,3 +75,11 @@ def test_and_or_not_combine_per_event_kind() -> None:
 def test_malformed_selector_is_refused() -> None:
     with pytest.raises(ValueError, match="operator"):
         LabelSelector({"matchExpressions": [{"key": "a", "operator": "Has"}]})
+
+
+def test_new_predicate_funcs_filters_every_event_kind_on_the_object() -> None:
+    in_kaito = new_predicate_funcs(lambda o: o["metadata"].get("namespace") == "kaito")
+    kaito, other = {"metadata": {"namespace": "kaito"}}, {"metadata": {"namespace": "default"}}
+    assert in_kaito.create(kaito) and not in_kaito.create(other)
+    assert in_kaito.update(other, kaito) and not in_kaito.update(kaito, other)
+    assert not in_kaito.delete(other) and in_kaito.generic(kaito)
