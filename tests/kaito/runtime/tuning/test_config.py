@@ -23,7 +23,11 @@ def test_sections_become_transformers_and_peft_objects() -> None:
     cfg = parse_config(
         _doc(
             ModelConfig={"torch_dtype": "bfloat16", "local_files_only": True},
-            QuantizationConfig={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "float16"},
+            QuantizationConfig={
+                "load_in_4bit": True,
+                "bnb_4bit_quant_type": "nf4",
+                "bnb_4bit_compute_dtype": "float16",
+            },
             LoraConfig={"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]},
             TrainingArguments={"output_dir": "/mnt/results", "max_steps": 7, "learning_rate": 0.001},
             DatasetConfig={"train_test_split": 0.8, "context_column": "question"},
@@ -53,10 +57,12 @@ def test_lora_defaults_are_kaitos_and_no_quantization_means_lora() -> None:
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"LoraConfig": {"lora_alpah": 8}}, "training_config.LoraConfig: unknown key(s) 'lora_alpah' (did you mean 'lora_alpha'?)"),
+        ({"LoraConfig": {"lora_alpah": 8}},
+         "training_config.LoraConfig: unknown key(s) 'lora_alpah' (did you mean 'lora_alpha'?)"),
         ({"TrainingArguments": {"output_dir": "/x", "max_step": 3}}, "'max_step' (did you mean 'max_steps'?)"),
         ({"ModelConfig": {"torch_dtyp": "float32"}}, "training_config.ModelConfig: unknown key(s) 'torch_dtyp'"),
-        ({"QuantizationConfig": {"load_in_3bit": True}}, "training_config.QuantizationConfig: unknown key(s) 'load_in_3bit'"),
+        ({"QuantizationConfig": {"load_in_3bit": True}},
+         "training_config.QuantizationConfig: unknown key(s) 'load_in_3bit'"),
         ({"DatasetConfig": {"shuffle": True}}, "training_config.DatasetConfig: unknown key(s) 'shuffle'"),
         ({"DataCollator": {"padding": True}}, "training_config.DataCollator: unknown key(s) 'padding'"),
         ({"Optimizer": {}}, "training_config: unknown section(s) 'Optimizer'"),

@@ -124,7 +124,7 @@ def test_csv_row_with_extra_fields_names_row_and_line(tmp_path: Path, tokenizer:
 
 def test_csv_missing_value_names_row_and_column(tmp_path: Path, tokenizer: Any) -> None:
     _write(tmp_path / "d.parquet", [{"prompt": "q", "response": "a"}, {"prompt": "q", "response": None}])
-    with pytest.raises(DatasetError, match="d.parquet: row 2: column 'response' is empty"):
+    with pytest.raises(DatasetError, match=r"d.parquet: row 2: column 'response' is empty"):
         load_dataset(tmp_path, DatasetConfig(), tokenizer)
 
 
@@ -137,18 +137,18 @@ def test_empty_file_is_rejected(tmp_path: Path, tokenizer: Any, name: str) -> No
 
 def test_header_only_csv_has_no_rows(tmp_path: Path, tokenizer: Any) -> None:
     (tmp_path / "d.csv").write_text("prompt,response\n")
-    with pytest.raises(DatasetError, match="d.csv: the file has no rows"):
+    with pytest.raises(DatasetError, match=r"d.csv: the file has no rows"):
         load_dataset(tmp_path, DatasetConfig(), tokenizer)
 
 
 def test_corrupt_parquet_is_reported(tmp_path: Path, tokenizer: Any) -> None:
     (tmp_path / "d.parquet").write_bytes(b"PAR1 definitely not parquet")
-    with pytest.raises(DatasetError, match="d.parquet: not a readable parquet file"):
+    with pytest.raises(DatasetError, match=r"d.parquet: not a readable parquet file"):
         load_dataset(tmp_path, DatasetConfig(), tokenizer)
 
 
 def test_missing_dataset_path_and_empty_dir(tmp_path: Path, tokenizer: Any) -> None:
-    with pytest.raises(DatasetError, match="dataset_path: .*nope.jsonl does not exist"):
+    with pytest.raises(DatasetError, match=r"dataset_path: .*nope.jsonl does not exist"):
         load_dataset(tmp_path, DatasetConfig(dataset_path="nope.jsonl"), tokenizer)
     with pytest.raises(DatasetError, match="no dataset files"):
         load_dataset(tmp_path, DatasetConfig(), tokenizer)
@@ -168,5 +168,6 @@ def test_collator_pads_and_masks_padding() -> None:
 
     assert batch["input_ids"].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
-    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7, IGNORE_INDEX], [8, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
+    ignore = IGNORE_INDEX
+    assert batch["labels"].tolist() == [[ignore, 6, 7, ignore], [8, ignore, ignore, ignore]]
     assert collate.tokens_seen == 4

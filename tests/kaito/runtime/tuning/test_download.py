@@ -87,7 +87,7 @@ def test_transient_errors_are_retried_with_exponential_backoff(server: _Server, 
 
 def test_retries_are_bounded(server: _Server, tmp_path: Path) -> None:
     sleeps: list[float] = []
-    with pytest.raises(dl.DownloadError, match="HTTP 500.*gave up after 4 attempts"):
+    with pytest.raises(dl.DownloadError, match=r"HTTP 500.*gave up after 4 attempts"):
         dl.download(f"{server.base}/down", tmp_path, "down", sleep=sleeps.append)
     assert server.hits["/down"] == 4
     assert sleeps == [2.0, 4.0, 8.0]
