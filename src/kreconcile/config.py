@@ -12,6 +12,8 @@ and checks the source, so it is synchronous and cheap.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,10 @@ class RestConfig:
     """``User-Agent`` header sent with every request."""
     connection_pool_size: int = 100
     """Maximum parallel connections to the server (aiohttp connector limit)."""
+    exec_refresh_interval: float = 300.0
+    """For kubeconfig users with an ``exec`` credential plugin (kubelogin, aws-iam-authenticator...): the plugin is
+    run again when its token's ``expirationTimestamp`` has passed, or, when it gives none, at most this often
+    (seconds). kubernetes-asyncio alone runs it only once, so long-running operators lost access."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for callers; unused by kreconcile."""
 
@@ -86,9 +92,12 @@ class RestConfig:
         cfg = Configuration()
         try:
             if self.kubeconfig is not None:
-                await load_kube_config(
+                loader = await load_kube_config(
                     config_file=self.kubeconfig, context=self.context, client_configuration=cfg, persist_config=False
                 )
+                user = getattr(loader, "_user", None)
+                if user is not None and "exec" in user:
+                    cfg.refresh_api_key_hook = _exec_refresher(loader, self.exec_refresh_interval)
             elif self.in_cluster:
                 load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             else:
@@ -106,6 +115,25 @@ class RestConfig:
         api = ApiClient(configuration=cfg)
         api.user_agent = self.user_agent
         return api
+
+
+def _exec_refresher(loader: Any, interval: float) -> Callable[[Configuration], Awaitable[None]]:
+    """A kubernetes-asyncio ``refresh_api_key_hook`` that re-runs the exec plugin when its token expired (the
+    loader checks ``expirationTimestamp`` itself) or, without an expiry, every ``interval`` seconds."""
+    last = time.monotonic()
+
+    async def refresh(configuration: Configuration) -> None:
+        nonlocal last
+        if not hasattr(loader, "exec_plugin_expiry"):
+            if time.monotonic() - last < interval:
+                return
+        last = time.monotonic()
+        await loader.load_from_exec_plugin()
+        token = getattr(loader, "token", None)
+        if token:
+            configuration.api_key["BearerToken"] = token
+
+    return refresh
 
 
 def _kubeconfig_host(paths: str, context: str | None) -> str:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kreconcile.client import TokenBucket
+from kreconcile.client import Client, TokenBucket
 from kreconcile.clock import FakeClock
 from kreconcile.config import DEFAULT_BURST, DEFAULT_QPS, ConfigError, RestConfig, load_config
+from kreconcile.gvk import GVK
+from kreconcile.testing.apiserver import APIServer
 
 
 def kubeconfig(path: Path, server: str, context: str = "dev", token: str = "t0k") -> Path:
@@ -85,3 +87,29 @@ async def test_token_bucket_allows_burst_then_paces_at_qps() -> None:
     assert await TokenBucket(qps=0, burst=0, clock=clock).acquire() == 0.0  # disabled
     with pytest.raises(ValueError, match="burst"):
         TokenBucket(qps=5, burst=0)
+
+
+async def test_exec_plugin_token_is_refreshed_when_it_expires(tmp_path: Path) -> None:
+    async with APIServer(tls=False) as server:
+        counter = tmp_path / "calls"
+        plugin = tmp_path / "plugin.sh"
+        # an ExecCredential whose token is already expired: every request must run the plugin again
+        plugin.write_text(
+            "#!/bin/sh\n"
+            f"echo x >> {counter}\n"
+            "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\","
+            f"\"status\":{{\"token\":\"{server.token}\",\"expirationTimestamp\":\"2000-01-01T00:00:00Z\"}}}}'\n"
+        )
+        plugin.chmod(0o755)
+        kc = tmp_path / "kubeconfig"
+        kc.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": server.url}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "users": [{"name": "u", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}}}],
+        }))
+        async with Client(load_config(str(kc), environ={}).with_rate(0)) as client:
+            for _ in range(3):
+                assert (await client.get(GVK("", "v1", "Namespace"), "default"))["metadata"]["name"] == "default"
+        assert len(counter.read_text().split()) >= 3  # once at load, then again for expired tokens
