@@ -14,6 +14,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+_HANDLER_MARK = "_kreconcile_handler"
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -34,7 +36,9 @@ def configure_logging(
         stream: where to write (default ``sys.stderr``).
 
     Every line carries ``timestamp`` (UTC, ISO 8601), ``level``, ``event``, the ``logger`` name when the logger came
-    from :func:`get_logger`, the bound context variables, and a formatted traceback for ``exc_info``.
+    from :func:`get_logger`, the bound context variables, and a formatted traceback for ``exc_info``. Records of
+    stdlib ``logging`` (aiohttp, kubernetes-asyncio) are rendered the same way by one root handler, which replaces
+    the handler of an earlier call.
 
     Raises:
         ValueError: unknown ``fmt`` or ``level`` (the message lists the allowed values).
@@ -45,25 +49,40 @@ def configure_logging(
     if lvl is None:
         raise ValueError(f"log level {level!r} is not supported; use one of {', '.join(sorted(set(_LEVELS)))}")
     out = stream if stream is not None else sys.stderr
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    renderer: list[Any]
     if fmt == "json":
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
     else:
-        processors += [
+        renderer = [
             structlog.dev.set_exc_info,
             structlog.dev.ConsoleRenderer(colors=bool(getattr(out, "isatty", lambda: False)())),
         ]
     structlog.configure(
-        processors=processors,
+        processors=shared + renderer,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    # stdlib loggers (aiohttp, kubernetes-asyncio, asyncio) go to the same stream in the same format
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+    )
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
 
 
 def get_logger(name: str, **initial: Any) -> structlog.typing.FilteringBoundLogger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +15,13 @@ from kreconcile.log import configure_logging, get_logger
 
 @pytest.fixture(autouse=True)
 def _restore_structlog() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_lines_carry_level_logger_timestamp_and_the_bound_context() -> None:
@@ -56,3 +61,14 @@ def test_bad_format_or_level_is_refused() -> None:
         configure_logging("xml", "info")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="log level"):
         configure_logging("json", "verbose")
+
+
+def test_stdlib_logging_is_rendered_in_the_same_format_and_reconfiguring_replaces_the_handler() -> None:
+    first, out = io.StringIO(), io.StringIO()
+    configure_logging("json", "info", stream=first)
+    configure_logging("json", "info", stream=out)
+    logging.getLogger("aiohttp.client").warning("retrying %s", "GET")
+    logging.getLogger("aiohttp.client").debug("hidden")
+    assert first.getvalue() == ""
+    (line,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert (line["event"], line["level"], line["logger"]) == ("retrying GET", "warning", "aiohttp.client")
