@@ -63,6 +63,7 @@ _OPTIONS = {
     "needs_leader_election",
     "clock",
     "skip_name_validation",
+    "reconcile_timeout",
 }
 
 
@@ -153,6 +154,7 @@ class Builder:
         needs_leader_election: bool | None = None,
         clock: Clock | None = None,
         skip_name_validation: bool | None = None,
+        reconcile_timeout: float | None = None,
     ) -> Builder:
         """Controller options (see :class:`~kreconcile.controller.Controller` for each default); None keeps it."""
         given = {
@@ -163,6 +165,7 @@ class Builder:
             "needs_leader_election": needs_leader_election,
             "clock": clock,
             "skip_name_validation": skip_name_validation,
+            "reconcile_timeout": reconcile_timeout,
         }
         self._options.update({k: v for k, v in given.items() if v is not None and k in _OPTIONS})
         return self

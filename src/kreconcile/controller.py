@@ -76,6 +76,11 @@ class CacheSyncTimeoutError(TimeoutError):
     """``Controller.start`` gave up waiting for its informers and handlers to sync."""
 
 
+class ReconcileTimeoutError(TimeoutError):
+    """A reconcile ran longer than the controller's ``reconcile_timeout`` and was cancelled; it is retried with
+    backoff like any other error."""
+
+
 class _Watch:
     __slots__ = ("handler", "informer", "predicates", "registration")
 
@@ -104,6 +109,9 @@ class Controller:
         clock: time source (default :class:`~kreconcile.clock.RealClock`).
         skip_name_validation: allow a name already used by another controller (tests; metrics then merge).
         panic_types: exception types counted as panics (default :data:`DEFAULT_PANIC_TYPES`).
+        reconcile_timeout: seconds (of ``clock``) after which a reconcile is cancelled and counted as an error
+            (:class:`ReconcileTimeoutError`, retried with backoff); None (default) never times out, as
+            controller-runtime's ``ReconciliationTimeout`` default.
 
     Raises:
         ValueError: empty or duplicate name, ``max_concurrent_reconciles`` < 1, ``cache_sync_timeout`` <= 0.
@@ -122,6 +130,7 @@ class Controller:
         clock: Clock | None = None,
         skip_name_validation: bool = False,
         panic_types: tuple[type[BaseException], ...] = DEFAULT_PANIC_TYPES,
+        reconcile_timeout: float | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("Controller name must be a non-empty string (it labels metrics and logs)")
@@ -129,6 +138,8 @@ class Controller:
             raise ValueError(f"max_concurrent_reconciles must be an integer >= 1, got {max_concurrent_reconciles!r}")
         if not (isinstance(cache_sync_timeout, int | float) and cache_sync_timeout > 0):
             raise ValueError(f"cache_sync_timeout must be > 0 seconds, got {cache_sync_timeout!r}")
+        if reconcile_timeout is not None and not (isinstance(reconcile_timeout, int | float) and reconcile_timeout > 0):
+            raise ValueError(f"reconcile_timeout must be > 0 seconds or None, got {reconcile_timeout!r}")
         self.reconciler = as_reconciler(reconciler)
         if not skip_name_validation:
             if name in _names_in_use:
@@ -141,6 +152,7 @@ class Controller:
         self.max_concurrent_reconciles = max_concurrent_reconciles
         self.cache_sync_timeout = float(cache_sync_timeout)
         self.recover_panic = recover_panic
+        self.reconcile_timeout = reconcile_timeout
         self._needs_leader_election = needs_leader_election
         self._clock: Clock = clock or RealClock()
         self._panic_types = panic_types
@@ -294,7 +306,10 @@ class Controller:
             controller=self.name, namespace=request.namespace, name=request.name, reconcile_id=reconcile_id
         ):
             try:
-                result: Any = await self.reconciler.reconcile(request)
+                if self.reconcile_timeout is None:
+                    result: Any = await self.reconciler.reconcile(request)
+                else:
+                    result = await self._reconcile_with_timeout(request, self.reconcile_timeout)
                 if result is None:
                     result = Result()
                 elif not isinstance(result, Result):
@@ -328,6 +343,20 @@ class Controller:
                 self._m_time.observe(max(0.0, self._clock.now() - started))
                 self._m_active.dec()
             self._account(request, result, priority)
+
+    async def _reconcile_with_timeout(self, request: Request, timeout: float) -> Any:
+        call = asyncio.ensure_future(self.reconciler.reconcile(request))
+        timer = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            await asyncio.wait((call, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+        if call.cancelled():
+            raise ReconcileTimeoutError(f"reconcile of {request} did not finish within reconcile_timeout={timeout:g}s")
+        return call.result()
 
     def _count_error(self) -> None:
         self._m_errors.inc()

@@ -248,3 +248,38 @@ def test_a_synchronous_reconciler_is_refused_at_construction() -> None:
         Controller(name(), sync_fn)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="async def"):
         Controller(name(), SyncReconciler())  # type: ignore[arg-type]
+
+
+async def test_a_reconcile_exceeding_reconcile_timeout_is_cancelled_and_retried_with_backoff() -> None:
+    clock = FakeClock()
+    cancelled = asyncio.Event()
+    seen_ids: list[str] = []
+
+    async def hangs_first(request: Request, attempt: int) -> None:
+        seen_ids.append(structlog.contextvars.get_contextvars()["reconcile_id"])
+        if attempt == 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    rec = RecordingReconciler(hangs_first)
+    ctl = Controller(name(), rec, clock=clock, reconcile_timeout=30)
+    ctl.watch(FakeInformer([cm("a")]))
+    stop = asyncio.Event()
+    task = asyncio.create_task(ctl.start(stop))
+    await eventually(lambda: len(rec.calls) == 1 and clock.sleepers >= 1)
+    await clock.advance_and_settle(29.9)
+    assert not cancelled.is_set()
+    await clock.advance_and_settle(0.1)
+    await eventually(cancelled.is_set)
+    await eventually(lambda: ctl.queue.next_ready_at() is not None)
+    await clock.advance_and_settle(0.005)  # retried with the first backoff step
+    await eventually(lambda: len(rec.calls) == 2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    labels = {"controller": ctl.name}
+    assert metrics.REGISTRY.get_sample_value("controller_runtime_reconcile_errors_total", labels) == 1
+    assert metrics.REGISTRY.get_sample_value("controller_runtime_reconcile_panics_total", labels) == 0
+    assert len(set(seen_ids)) == 2  # the log context reaches the reconcile even when it runs under a timeout
