@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kaito.api import constants as c
 from kaito.presets.catalog import Catalog, load_catalog
@@ -41,6 +42,32 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 """AdmissionReview bodies above 3 MiB (the API server's own request limit) are refused with 413."""
 
 NodeLister = Callable[[], Sequence[Mapping[str, Any]]]
+
+
+class WebhookMetrics:
+    """controller-runtime's webhook metrics (same names and labels, so its dashboards work), on ``registry``:
+    ``controller_runtime_webhook_requests_total{code, webhook}``, ``controller_runtime_webhook_latency_seconds
+    {webhook}`` and ``controller_runtime_webhook_requests_in_flight{webhook}``; ``webhook`` is the path."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "controller_runtime_webhook_requests_total",
+            "Total number of admission requests by HTTP status code.",
+            ["code", "webhook"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "controller_runtime_webhook_latency_seconds",
+            "Histogram of the latency of processing admission requests",
+            ["webhook"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "controller_runtime_webhook_requests_in_flight",
+            "Current number of admission requests being served.",
+            ["webhook"],
+            registry=registry,
+        )
 
 
 class CertReloader:
@@ -100,6 +127,8 @@ class WebhookServer:
         nodes: callable returning the current Node dicts for BYO checks (e.g. from an informer cache).
         resolve: optional DNS resolver for the SSRF guard (default none: no network calls).
         reload_interval: seconds between cert-dir checks.
+        registry: Prometheus registry for :class:`WebhookMetrics` (e.g. ``kreconcile.metrics.REGISTRY``); None
+            records no metrics.
     """
 
     def __init__(
@@ -113,7 +142,9 @@ class WebhookServer:
         nodes: NodeLister | None = None,
         resolve: Resolver | None = None,
         reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        self.metrics = WebhookMetrics(registry) if registry is not None else None
         self.host = host
         self.port = port
         self.catalog = catalog or load_catalog()
@@ -127,7 +158,7 @@ class WebhookServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (routes only; usable with aiohttp's test client)."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._measure])
         app.router.add_post("/validate", self._validate)
         app.router.add_post("/mutate", self._mutate)
         app.router.add_get("/healthz", self._healthz)
@@ -170,6 +201,28 @@ class WebhookServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @web.middleware
+    async def _measure(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.metrics is None or request.path == "/healthz":
+            response: web.StreamResponse = await handler(request)
+            return response
+        path = request.path
+        self.metrics.in_flight.labels(path).inc()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        finally:
+            self.metrics.in_flight.labels(path).dec()
+            self.metrics.latency.labels(path).observe(loop.time() - start)
+            self.metrics.requests.labels(str(code), path).inc()
 
     async def _reload_loop(self) -> None:
         assert self.certs is not None

@@ -279,3 +279,24 @@ def test_webhook_configurations_route_both_versions_to_the_server() -> None:
     }
     with pytest.raises(ValueError, match="give url="):
         webhook_configurations(b"PEM")
+
+
+async def test_requests_are_counted_with_controller_runtime_metric_names(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    write_cert(tmp_path, "kaito-webhook-1")
+    registry = CollectorRegistry()
+    async with WebhookServer(cert_dir=tmp_path, port=0, registry=registry) as srv:
+        ctx = client_ssl(tmp_path)
+        await post(srv, "/validate", review(inference_ws()), ctx)
+        await post(srv, "/validate", b"junk", ctx)
+        await post(srv, "/mutate", review(inference_ws()), ctx)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("controller_runtime_webhook_requests_total", code="200", webhook="/validate") == 1
+    assert value("controller_runtime_webhook_requests_total", code="400", webhook="/validate") == 1
+    assert value("controller_runtime_webhook_requests_total", code="200", webhook="/mutate") == 1
+    assert value("controller_runtime_webhook_latency_seconds_count", webhook="/validate") == 2
+    assert value("controller_runtime_webhook_requests_in_flight", webhook="/validate") == 0
