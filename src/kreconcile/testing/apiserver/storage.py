@@ -29,10 +29,16 @@ class Event:
     type: str
     obj: dict[str, Any]
     old: dict[str, Any] | None
+    encoded: dict[tuple[str, str], bytes] = field(default_factory=dict, compare=False)
+    """Serialized watch lines by (event type, apiVersion), shared by all watchers (encode once per event)."""
 
     @property
     def namespace(self) -> str:
         return str(self.obj.get("metadata", {}).get("namespace") or "")
+
+
+WatchItem = tuple[str, dict[str, Any], dict[tuple[str, str], bytes]]
+"""(event type, object, the event's shared encoding cache)."""
 
 
 @dataclass(eq=False)
@@ -46,7 +52,7 @@ class Watcher:
     namespace: str | None
     predicate: Callable[[dict[str, Any]], bool]
     max_queue: int
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[WatchItem | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     abort: bool = False
 
@@ -59,24 +65,24 @@ class Watcher:
         new_match = self.predicate(event.obj)
         if event.type == "ADDED":
             if new_match:
-                self._put("ADDED", event.obj)
+                self._put("ADDED", event)
         elif event.type == "DELETED":
             if new_match or (event.old is not None and self.predicate(event.old)):
-                self._put("DELETED", event.obj)
+                self._put("DELETED", event)
         else:
             old_match = event.old is not None and self.predicate(event.old)
             if new_match and old_match:
-                self._put("MODIFIED", event.obj)
+                self._put("MODIFIED", event)
             elif new_match:
-                self._put("ADDED", event.obj)
+                self._put("ADDED", event)
             elif old_match:
-                self._put("DELETED", event.obj)
+                self._put("DELETED", event)
 
-    def _put(self, kind: str, obj: dict[str, Any]) -> None:
+    def _put(self, kind: str, event: Event) -> None:
         if self.queue.qsize() >= self.max_queue:
             self.close()
             return
-        self.queue.put_nowait((kind, obj))
+        self.queue.put_nowait((kind, event.obj, event.encoded))
 
     def close(self, abort: bool = False) -> None:
         """End the stream cleanly, or with ``abort`` drop the TCP connection (the client re-watches)."""
@@ -182,16 +188,16 @@ class Store:
         namespace: str | None,
         predicate: Callable[[dict[str, Any]], bool],
         since: int | None,
-    ) -> tuple[Watcher, list[tuple[str, dict[str, Any]]]]:
+    ) -> tuple[Watcher, list[WatchItem]]:
         """Register a watcher and compute the events it must see first, atomically (no gap, no duplicate).
 
         ``since`` None: ADDED for every current matching object (the initial burst); else the logged events
         with a version > ``since`` (the caller checked :meth:`too_old` first).
         """
         watcher = Watcher(key, namespace, predicate, self.max_queue)
-        initial: list[tuple[str, dict[str, Any]]] = []
+        initial: list[WatchItem] = []
         if since is None:
-            initial = [("ADDED", o) for o in self.items(key, namespace) if predicate(o)]
+            initial = [("ADDED", o, {}) for o in self.items(key, namespace) if predicate(o)]
         else:
             replay = Watcher(key, namespace, predicate, max_queue=1 << 60)
             for event in self.logs.get(key, ()):

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import table
 from .errors import APIError, bad_request, expired
 from .resources import ResourceType
 from .selectors import make_filter, parse_field_selector, parse_label_selector
+from .storage import WatchItem
 
 if TYPE_CHECKING:
     from .server import APIServer
@@ -90,7 +92,18 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
     watcher, initial = server.store.subscribe(rt.key, namespace, pred, None if initial_events else since)
     try:
         await resp.prepare(request)
-        chunk = b"".join(_line(t, render(o)) for t, o in initial)
+        plain = table.wants_table(request.headers.get("Accept", "")) is None
+
+        def encode(item: WatchItem) -> bytes:
+            kind, obj, cache = item
+            if not plain:
+                return _line(kind, render(obj))
+            line = cache.get((kind, rt.api_version))
+            if line is None:
+                line = cache[(kind, rt.api_version)] = _line(kind, render(obj))
+            return line
+
+        chunk = b"".join(encode(i) for i in initial)
         if initial_events:
             chunk += _line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {
                 "resourceVersion": str(server.store.rv), "annotations": {"k8s.io/initial-events-end": "true"}}})
@@ -100,6 +113,8 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
         deadline = clock.now() + timeout
         next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
         get_task: asyncio.Task[Any] | None = None
+        timer: asyncio.Future[Any] | None = None
+        timer_due = -1.0
         while True:
             now = clock.now()
             if now >= deadline:
@@ -107,10 +122,12 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
             wake = min(deadline, next_bookmark) if bookmarks else deadline
             if get_task is None:
                 get_task = asyncio.ensure_future(watcher.queue.get())
-            timer = asyncio.ensure_future(clock.sleep(wake - now))
+            if timer is None or timer.done() or timer_due != wake:
+                if timer is not None:
+                    timer.cancel()
+                timer, timer_due = asyncio.ensure_future(clock.sleep(wake - now)), wake
             done, _ = await asyncio.wait({get_task, timer}, timeout=_DISCONNECT_POLL_S,
                                          return_when=asyncio.FIRST_COMPLETED)
-            timer.cancel()
             if request.transport is None or request.transport.is_closing():
                 break
             if get_task in done:
@@ -121,20 +138,21 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
                         request.transport.abort()
                         return resp
                     break
-                lines = [_line(item[0], render(item[1]))]
+                lines = [encode(item)]
                 while not watcher.queue.empty():
                     extra = watcher.queue.get_nowait()
                     if extra is None:
                         watcher.queue.put_nowait(None)
                         break
-                    lines.append(_line(extra[0], render(extra[1])))
+                    lines.append(encode(extra))
                 await resp.write(b"".join(lines))
             elif bookmarks and clock.now() >= next_bookmark:
                 next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
                 await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
                                                     "metadata": {"resourceVersion": str(server.store.rv)}}))
-        if get_task is not None:
-            get_task.cancel()
+        for pending in (get_task, timer):
+            if pending is not None:
+                pending.cancel()
         await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
         pass
