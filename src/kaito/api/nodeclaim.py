@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from kaito.api.meta import Condition, KubeModel, ObjectMeta
 
 
-class Taint(KubeModel):
+class _KarpenterModel(KubeModel):
+    """Karpenter's real CRD has more fields than kaito models; keep them (round-trip) instead of rejecting."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class Taint(_KarpenterModel):
     """A core/v1 node taint."""
 
     key: str = Field(description="Taint key, e.g. sku.")
@@ -19,7 +26,7 @@ class Taint(KubeModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(description="Taint effect.")
 
 
-class NodeSelectorRequirement(KubeModel):
+class NodeSelectorRequirement(_KarpenterModel):
     """A node selector requirement with Karpenter's optional ``minValues``."""
 
     key: str = Field(description="Node label key, e.g. node.kubernetes.io/instance-type.")
@@ -28,7 +35,7 @@ class NodeSelectorRequirement(KubeModel):
     min_values: int | None = Field(default=None, description="Minimum distinct values (Karpenter).")
 
 
-class NodeClassReference(KubeModel):
+class NodeClassReference(_KarpenterModel):
     """Reference to the provider-specific node class."""
 
     group: str = Field(description="API group of the node class.")
@@ -36,13 +43,13 @@ class NodeClassReference(KubeModel):
     name: str = Field(description="Name of the node class.")
 
 
-class ResourceRequirements(KubeModel):
+class ResourceRequirements(_KarpenterModel):
     """Resources the node must provide, e.g. ``{"storage": "100Gi"}``."""
 
     requests: dict[str, str] | None = Field(default=None, description="Minimum resources (quantities).")
 
 
-class NodeClaimSpec(KubeModel):
+class NodeClaimSpec(_KarpenterModel):
     """What node to launch."""
 
     taints: list[Taint] | None = Field(default=None, description="Taints the node is created with.")
@@ -53,7 +60,7 @@ class NodeClaimSpec(KubeModel):
     expire_after: str | None = Field(default=None, description="Lifetime before replacement, or Never.")
 
 
-class NodeClaimStatus(KubeModel):
+class NodeClaimStatus(_KarpenterModel):
     """What the provider launched."""
 
     node_name: str | None = Field(default=None, description="Name of the registered Node.")
@@ -68,7 +75,7 @@ class NodeClaimStatus(KubeModel):
     )
 
 
-class NodeClaim(KubeModel):
+class NodeClaim(_KarpenterModel):
     """karpenter.sh/v1 NodeClaim: a request for one node (cluster-scoped)."""
 
     api_version: Literal["karpenter.sh/v1"] = Field(default="karpenter.sh/v1", description="karpenter.sh/v1.")

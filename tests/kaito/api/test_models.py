@@ -158,3 +158,17 @@ def test_nodeclaim_model_reads_karpenter_status() -> None:
 
     assert claim.status is not None and claim.status.provider_id == "azure:///x"
     assert claim.to_wire()["status"]["providerID"] == "azure:///x"
+
+
+def test_nodeclaim_keeps_fields_of_karpenters_full_crd() -> None:
+    claim = NodeClaim.model_validate(
+        {
+            "metadata": {"name": "ws-1"},
+            "spec": {"requirements": [], "terminationGracePeriod": "1h"},
+            "status": {"lastPodEventTime": "2026-01-01T00:00:00Z"},
+        }
+    )
+
+    wire = claim.to_wire()
+    assert wire["spec"]["terminationGracePeriod"] == "1h"
+    assert wire["status"]["lastPodEventTime"] == "2026-01-01T00:00:00Z"
