@@ -197,10 +197,13 @@ def _print_text(summary: dict[str, Any], plan: WorkloadPlan | None, out: TextIO)
     line("provisioning", f"{plan.provisioning} ({len(plan.nodeclaims)} NodeClaim(s))")
     line("nodes", str(plan.node_count))
     gpus_line = f"{plan.gpus_per_node} per node, {plan.gpus_per_node * plan.node_count} in total"
-    if e is not None and p is not None and p.requires_gpu:
+    if e is not None and p is not None and p.requires_gpu and not any(o["kind"] == "Job" for o in plan.objects):
         gpus_line += f" (the model needs at least {e.min_gpus})"
     line("GPUs", gpus_line)
-    if e is not None and p is not None and p.requires_gpu:
+    tuning = any(o["kind"] == "Job" for o in plan.objects)
+    if tuning:
+        line("parallelism", f"none (the {p.name if p else 'model'} trainer runs on one node)")
+    elif e is not None and p is not None and p.requires_gpu:
         line(
             "parallelism",
             f"tensor {e.tensor_parallel_size} x pipeline {plan.node_count}; KV cache for {e.max_model_len} tokens "

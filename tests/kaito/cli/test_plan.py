@@ -175,3 +175,12 @@ def test_plan_with_byo_nodes_reads_their_gpu_labels(capsys: pytest.CaptureFixtur
     assert (summary["provisioning"], summary["gpusPerNode"], summary["instanceType"]) == ("byo", 1, None)
     assert [o["kind"] for o in small_doc["objects"]] == ["Service", "ConfigMap", "StatefulSet"]
     assert "Insufficient total GPU memory: the selected Tesla-V100 nodes have 16 GiB each" in capsys.readouterr().out
+
+
+def test_plan_tuning_text_shows_a_single_node_trainer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(SEED_EXAMPLES[2])]) == 0
+
+    out = capsys.readouterr().out
+    assert "  GPUs:         1 per node, 1 in total\n" in out
+    assert "  parallelism:  none (the phi-3-mini-4k-instruct trainer runs on one node)\n" in out
+    assert "Job/workspace-phi-3-mini" in out
