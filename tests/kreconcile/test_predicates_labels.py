@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kreconcile.labels import EVERYTHING, NOTHING, Requirement, parse_selector, selector_from_dict, selector_from_labels
+from kreconcile.labels import (
+    EVERYTHING,
+    NOTHING,
+    Requirement,
+    Selector,
+    parse_selector,
+    selector_from_dict,
+    selector_from_labels,
+)
 
 
 def test_match_labels_and_expressions() -> None:
@@ -84,3 +92,20 @@ def test_set_selector_matches_exactly_the_supersets(want: dict[str, str], have: 
     expected = all(have.get(k) == v for k, v in want.items())
     assert selector_from_labels(want).matches(have) == expected
     assert parse_selector(str(selector_from_labels(want))).matches(have) == expected
+
+
+_requirements = st.one_of(
+    st.builds(lambda k, op, vs: Requirement(k, op, tuple(vs)), _names, st.sampled_from(["In", "NotIn"]),
+              st.lists(_names, min_size=1, max_size=3)),
+    st.builds(lambda k, op: Requirement(k, op), _names, st.sampled_from(["Exists", "DoesNotExist"])),
+    st.builds(lambda k, op, n: Requirement(k, op, (str(n),)), _names, st.sampled_from(["Gt", "Lt"]),
+              st.integers(-5, 50)),
+)
+
+
+@given(st.lists(_requirements, max_size=5), st.dictionaries(_names, st.sampled_from(["1", "7", "a", "40"]), max_size=4))
+def test_printing_then_parsing_a_selector_keeps_its_meaning(reqs: list[Requirement], labels: dict[str, str]) -> None:
+    sel = Selector(tuple(reqs))
+    again = parse_selector(str(sel))
+    assert set(again.requirements) == set(sel.requirements)
+    assert again.matches(labels) == sel.matches(labels)
