@@ -119,6 +119,8 @@ STATES: Final = (STATE_PENDING, STATE_READY, STATE_NOT_READY, STATE_RUNNING, STA
 RUNTIME_PORT: Final = 5000
 """Port the inference runtime listens on inside the pod (upstream)."""
 SERVICE_PORT: Final = 80
+TORCHRUN_PORT: Final = 29500
+"""torch.distributed rendezvous port on the inference Services (the seed's ``80/TCP,29500/TCP``)."""
 HEALTH_PATH: Final = "/health"
 ADAPTER_DIR: Final = "/mnt/adapter"
 CONFIG_DIR: Final = "/mnt/config"

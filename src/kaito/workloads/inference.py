@@ -51,7 +51,8 @@ def _pod_selector(ws: AnyWorkspace) -> dict[str, str]:
 
 
 def inference_service(ws: AnyWorkspace, *, node_count: int) -> dict[str, Any]:
-    """Service ``<ws>``: port 80 → 5000; LoadBalancer when annotation ``kaito.sh/enablelb`` is "true" (any case).
+    """Service ``<ws>``: port 80 → 5000 and 29500 (torch distributed rendezvous, as in the seed's ``kubectl get
+    svc``: ``80/TCP,29500/TCP``); LoadBalancer when annotation ``kaito.sh/enablelb`` is "true" (any case).
 
     With several nodes the Service selects only pod ``<ws>-0`` (the leader that serves HTTP).
     """
@@ -67,7 +68,10 @@ def inference_service(ws: AnyWorkspace, *, node_count: int) -> dict[str, Any]:
         "spec": {
             "type": "LoadBalancer" if lb else "ClusterIP",
             "selector": selector,
-            "ports": [{"name": "http", "protocol": "TCP", "port": c.SERVICE_PORT, "targetPort": c.RUNTIME_PORT}],
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": c.SERVICE_PORT, "targetPort": c.RUNTIME_PORT},
+                {"name": "torchrun", "protocol": "TCP", "port": c.TORCHRUN_PORT, "targetPort": c.TORCHRUN_PORT},
+            ],
         },
     }
 
@@ -82,7 +86,10 @@ def headless_service(ws: AnyWorkspace) -> dict[str, Any]:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": _pod_selector(ws),
-            "ports": [{"name": "http", "protocol": "TCP", "port": c.RUNTIME_PORT, "targetPort": c.RUNTIME_PORT}],
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": c.RUNTIME_PORT, "targetPort": c.RUNTIME_PORT},
+                {"name": "torchrun", "protocol": "TCP", "port": c.TORCHRUN_PORT, "targetPort": c.TORCHRUN_PORT},
+            ],
         },
     }
 

@@ -48,7 +48,10 @@ def test_service_maps_port_80_to_the_runtime_port() -> None:
         "spec": {
             "type": "ClusterIP",
             "selector": {"kaito.sh/workspace": "ws"},
-            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 5000}],
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 5000},
+                {"name": "torchrun", "protocol": "TCP", "port": 29500, "targetPort": 29500},
+            ],
         },
     }
 
