@@ -66,9 +66,9 @@ async def test_template_change_replaces_pods(cluster: LocalCluster) -> None:
     changed = deployment("roll", replicas=1)
     changed["spec"]["template"]["metadata"]["labels"]["version"] = "2"
     await apply(cluster, changed)
-    second = await wait_for(
-        lambda: _only_new_ready(cluster, "app=roll", first), timeout=60
-    )
+    out = await kubectl(cluster, "rollout", "status", "deployment/roll", "--timeout=60s")
+    assert "successfully rolled out" in out
+    second = await wait_for(lambda: _only_new_ready(cluster, "app=roll", first), timeout=60)
     assert second.isdisjoint(first)
 
 
