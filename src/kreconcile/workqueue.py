@@ -55,6 +55,7 @@ class _Entry:
     state: int
     ready_since: float
     version: int = 0
+    counted: bool = False
 
 
 class WorkQueue(Generic[T]):
@@ -143,9 +144,9 @@ class WorkQueue(Generic[T]):
         ready_at = now + delay
         entry = self._pending.get(item)
         if entry is None:
-            if self._metrics:
-                self._m_adds.inc()
             entry = _Entry(priority=priority, ready_at=ready_at, state=_BLOCKED, ready_since=now)
+            if delay <= 0:
+                self._count_add(entry)
             self._pending[item] = entry
             if item not in self._processing:
                 self._release(item, entry, now)
@@ -166,6 +167,7 @@ class WorkQueue(Generic[T]):
         if entry.state == _WAITING:
             self._waiting_count -= 1
         if entry.ready_at <= now:
+            self._count_add(entry)
             entry.state = _READY
             entry.ready_since = now
             self._ready_count += 1
@@ -197,6 +199,14 @@ class WorkQueue(Generic[T]):
                 live.append((ready_at, seq, version, item))
         heapq.heapify(live)
         self._waiting = live
+
+    def _count_add(self, entry: _Entry) -> None:
+        """``workqueue_adds_total`` counts an item once per pending period, when it is added without delay or when
+        its delay expires (client-go counts delayed items when the delaying queue hands them over)."""
+        if not entry.counted:
+            entry.counted = True
+            if self._metrics:
+                self._m_adds.inc()
 
     def _push_ready(self, item: T, entry: _Entry) -> None:
         entry.version += 1

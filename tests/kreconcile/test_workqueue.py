@@ -183,6 +183,10 @@ def test_metrics_count_adds_depth_retries_and_durations() -> None:
     assert sample("workqueue_unfinished_work_seconds") == 0
     q.add_rate_limited("c")
     assert sample("workqueue_retries_total") == 1
+    assert sample("workqueue_adds_total") == 2  # a delayed add counts when its delay expires
+    clock.advance(0.005)
+    assert len(q) == 2
+    assert sample("workqueue_adds_total") == 3
 
 
 def test_superseded_delays_do_not_accumulate() -> None:
