@@ -162,6 +162,11 @@ def _rule_one_of_inference_tuning(v: Verdict, ws: AnyWorkspace) -> None:
 def _rule_resource(v: Verdict, ws: AnyWorkspace, catalog: Catalog, byo: bool) -> SKU | None:
     res = ws.resource
     _rule_selector(v, res.label_selector)
+    if not byo and res.label_selector.match_expressions:
+        v.warn(
+            "resource.labelSelector.matchExpressions: nodes kaito provisions carry only the matchLabels; the "
+            "expressions must hold for those labels too, or the pods will not schedule"
+        )
     if res.preferred_nodes:
         v.warn("resource.preferredNodes is deprecated; label your nodes and select them with resource.labelSelector")
         for i, node in enumerate(res.preferred_nodes):

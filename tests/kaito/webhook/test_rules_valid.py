@@ -275,3 +275,15 @@ def test_byo_nodes_not_matching_the_selector_are_ignored() -> None:
     verdict = validate_workspace(inference_ws(instance_type=None), nodes=[_node("n1"), other], auto_provisioning=False)
 
     assert verdict.allowed
+
+
+def test_match_expressions_with_auto_provisioning_warn_about_provisioned_labels() -> None:
+    sel = {"matchLabels": {"apps": "x"}, "matchExpressions": [{"key": "zone", "operator": "Exists"}]}
+
+    verdict = validate_workspace(edit(inference_ws(), "resource.labelSelector", sel))
+
+    assert verdict.allowed
+    assert verdict.warnings == [
+        "resource.labelSelector.matchExpressions: nodes kaito provisions carry only the matchLabels; the "
+        "expressions must hold for those labels too, or the pods will not schedule"
+    ]
