@@ -1,10 +1,12 @@
 """An async client for any kind the API server serves; objects are plain dicts in their wire (JSON) shape.
 
-Built on kubernetes-asyncio's REST machinery (its ``ApiClient`` owns the connection pool, TLS and credentials,
-including token refresh) but not on its generated APIs: every request names its ``Content-Type`` explicitly, so a
-dict is never sent as a JSON Patch by accident (kubernetes-asyncio's ``CustomObjectsApi.patch_*`` does that), and
-kinds are resolved through the discovery-backed :class:`~kreconcile.restmapper.RESTMapper`, so custom resources
-work the same as built-ins.
+The wire is one aiohttp session per client, set up by :meth:`RestConfig.connect
+<kreconcile.config.RestConfig.connect>` (kubeconfig, in-cluster or explicit credentials; see
+:mod:`kreconcile.connection`). kubernetes-asyncio's generated APIs are not used — importing them costs ~40 MiB of
+RSS — but an existing kubernetes-asyncio ``ApiClient`` may be passed in, and then its session and credentials are
+used. Every request names its ``Content-Type`` explicitly, so a dict is never sent as a JSON Patch by accident
+(kubernetes-asyncio's ``CustomObjectsApi.patch_*`` does that), and kinds are resolved through the discovery-backed
+:class:`~kreconcile.restmapper.RESTMapper`, so custom resources work the same as built-ins.
 
 Every request passes a client-side token bucket (:attr:`RestConfig.qps`/``burst``, 20/30 by default), is
 counted in ``rest_client_requests_total{code,method,host}``, and is retried (up to ``max_retries`` times, 10 as in
@@ -17,20 +19,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
-from kubernetes_asyncio.client import ApiClient
 from yarl import URL
 
 from kreconcile import metrics
 from kreconcile.clock import Clock, RealClock
 from kreconcile.config import RestConfig
+from kreconcile.connection import Connection
 from kreconcile.errors import ApiError, Expired, UnsupportedMediaType, from_response
 from kreconcile.gvk import GVK
 from kreconcile.restmapper import RESTMapper, RESTMapping
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 """``merge``: RFC 7386 JSON merge patch (a dict); ``json``: RFC 6902 JSON Patch (a list of operations);
@@ -105,8 +110,9 @@ class TokenBucket:
 
 
 class Client:
-    """Talks to one API server. Create it with a :class:`RestConfig` (the ``ApiClient`` is built on first use) or
-    an existing kubernetes-asyncio ``ApiClient`` (then ``qps``/``burst`` default to the RestConfig defaults).
+    """Talks to one API server. Create it with a :class:`RestConfig` (connected on first use) or an existing
+    kubernetes-asyncio ``ApiClient`` (its session and credentials are reused; ``qps``/``burst`` are then the
+    RestConfig defaults).
 
     Args:
         config: where the server is.
@@ -128,14 +134,17 @@ class Client:
         max_retry_after: float = 30.0,
     ) -> None:
         self._clock = clock or RealClock()
+        self._api: Any = None
         if isinstance(config, RestConfig):
             self.config: RestConfig = config
-            self._api: ApiClient | None = None
         else:
             self.config = RestConfig(host=str(config.configuration.host))
             self._api = config
-        self._owns_api = self._api is None
-        self._api_lock = asyncio.Lock()
+        self._conn: Connection | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
+        self._own_api: Any = None
+        self._lock = asyncio.Lock()
         self._host_label = urlparse(self.config.host).netloc or self.config.host
         self.rate_limiter = TokenBucket(self.config.qps, self.config.burst, self._clock)
         self.mapper = mapper or RESTMapper(self._discovery_get, clock=self._clock)
@@ -143,6 +152,7 @@ class Client:
         self.max_retry_after = max_retry_after
         self._counters: dict[tuple[int, str], Any] = {}
         self._timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        self._user_agent = self.config.user_agent
 
     async def __aenter__(self) -> Client:
         return self
@@ -151,20 +161,80 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection pool if this client created it."""
-        if self._api is not None and self._owns_api:
-            await self._api.close()
-            self._api = None
+        """Close the connection pool (unless it belongs to an ``ApiClient`` passed in)."""
+        if self._session is not None and self._api is None:
+            await self._session.close()
+        self._session = None
+        self._conn = None
+        if self._own_api is not None:
+            await self._own_api.close()
+            self._own_api = None
+
+    @property
+    def connection(self) -> Connection | None:
+        """The resolved connection (URL, TLS, proxy, auth) once the first request has been made."""
+        return self._conn
+
+    @property
+    def proxy(self) -> str | None:
+        """The HTTP proxy requests go through (kubeconfig ``proxy-url`` or the environment), or None."""
+        return self._proxy
 
     async def api_client(self) -> ApiClient:
-        """The kubernetes-asyncio ``ApiClient`` (created on first call)."""
-        if self._api is None:
-            async with self._api_lock:
-                if self._api is None:
-                    api = await self.config.new_api_client()
-                    _resolve_env_proxy_once(api)
-                    self._api = api
-        return self._api
+        """A kubernetes-asyncio ``ApiClient`` for the same server (the one passed in, or a new one with its own
+        connection pool, closed with this client), for code that wants kubernetes-asyncio's generated APIs."""
+        if self._api is not None:
+            api: ApiClient = self._api
+            return api
+        if self._own_api is None:
+            self._own_api = await self.config.new_api_client()
+        own: ApiClient = self._own_api
+        return own
+
+    async def connect(self) -> Connection:
+        """Resolve credentials and open the session now instead of on the first request (optional).
+
+        Raises:
+            ConfigError: the credentials could not be loaded.
+        """
+        return (await self._connect())[1]
+
+    async def _connect(self) -> tuple[aiohttp.ClientSession, Connection]:
+        async with self._lock:
+            if self._session is not None and self._conn is not None:
+                return self._session, self._conn
+            if self._api is not None:
+                api = self._api
+                _resolve_env_proxy_once(api)
+
+                async def auth() -> dict[str, str]:
+                    headers: dict[str, str] = {}
+                    await api.update_params_for_auth(headers, [], ["BearerToken"])
+                    return headers
+
+                conn = Connection(str(api.configuration.host).rstrip("/"), None,
+                                  api.configuration.tls_server_name, api.rest_client.proxy, auth)
+                session: aiohttp.ClientSession = api.rest_client.pool_manager
+                self._user_agent = str(api.user_agent)
+            else:
+                conn = await self.config.connect()
+                connector = aiohttp.TCPConnector(
+                    limit=self.config.connection_pool_size,
+                    ssl=conn.ssl_context if conn.ssl_context is not None else True,
+                )
+                # trust_env off: aiohttp would read ~/.netrc and the proxy environment in a worker thread on every
+                # request; the proxy is resolved once below instead
+                session = aiohttp.ClientSession(connector=connector, read_bufsize=2**21, trust_env=False)
+            proxy = conn.proxy
+            if proxy is None:
+                try:
+                    env_proxy, _ = get_env_proxy_for_url(URL(conn.host))
+                    proxy = str(env_proxy) if env_proxy is not None else None
+                except LookupError:
+                    proxy = None
+            self._proxy = proxy
+            self._conn, self._session = conn, session
+            return session, conn
 
     # ---------------------------------------------------------------- transport
 
@@ -186,23 +256,25 @@ class Client:
     ) -> aiohttp.ClientResponse:
         """One HTTP exchange (after throttling), retried on 429/5xx with Retry-After. The caller releases the
         response. Raises the typed ApiError for non-2xx answers."""
-        api = await self.api_client()
+        session, conn = (self._session, self._conn) if self._conn is not None else await self._connect()
+        assert session is not None
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        url = conn.host + path
         attempt = 0
         while True:
             await self.rate_limiter.acquire()
-            headers = {"Accept": "application/json", "Content-Type": content_type}
-            headers.update(api.default_headers)
-            q = list(query or ())
-            await api.update_params_for_auth(headers, q, ["BearerToken"])
+            headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self._user_agent}
+            headers.update(await conn.auth())
             try:
-                resp: aiohttp.ClientResponse = await api.rest_client.request(
+                resp = await session.request(
                     method,
-                    str(api.configuration.host) + path,
-                    query_params=q or None,  # type: ignore[arg-type]  # a list of pairs is what urlencode takes
+                    url,
+                    params=query or None,
+                    data=data,
                     headers=headers,
-                    body=body,
-                    _preload_content=False,
-                    _request_timeout=timeout,
+                    timeout=timeout,
+                    proxy=self._proxy,
+                    server_hostname=conn.server_hostname,
                 )
             except (TimeoutError, aiohttp.ClientError):
                 self._count(0, method)
@@ -210,10 +282,10 @@ class Client:
             self._count(resp.status, method)
             if resp.status < 300:
                 return resp
-            data = await resp.read()
+            raw = await resp.read()
             resp.release()
             retry_after = _retry_after(resp.headers.get("Retry-After"))
-            err = from_response(resp.status, data, retry_after)
+            err = from_response(resp.status, raw, retry_after)
             if (
                 (resp.status == 429 or resp.status >= 500)
                 and retry_after is not None
@@ -592,7 +664,7 @@ class SubResourceClient:
         )
 
 
-def _resolve_env_proxy_once(api: ApiClient) -> None:
+def _resolve_env_proxy_once(api: Any) -> None:
     """kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, which makes aiohttp look up
     ``~/.netrc`` and the proxy environment in a worker thread on *every* request (two thread hops, a large share
     of a small request's CPU). Resolve the proxy for the API server once here, pin it on the REST client, and turn

@@ -12,15 +12,19 @@ and checks the source, so it is synchronous and cheap.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    from kreconcile.connection import Connection
 
 DEFAULT_QPS = 20.0
 """Client-side request rate (requests/s). controller-runtime raises client-go's 5 to 20 when unset."""
@@ -83,12 +87,32 @@ class RestConfig:
         """A copy with another client-side rate limit (``burst`` defaults to 1.5 × ``qps``, at least 1)."""
         return replace(self, qps=qps, burst=burst if burst is not None else max(1, int(qps * 1.5)))
 
+    async def connect(self, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Connection:
+        """Resolve the server URL, TLS settings, proxy and credentials (what :class:`~kreconcile.client.Client`
+        uses; see :mod:`kreconcile.connection`).
+
+        Raises:
+            ConfigError: a kubeconfig, certificate or token file is missing or malformed, or the exec plugin failed.
+        """
+        from kreconcile.connection import connect
+
+        try:
+            return await connect(self, service_account_dir)
+        except ConfigError:
+            raise
+        except (OSError, ValueError, ssl.SSLError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot load credentials for {self.host}: {err}") from err
+
     async def new_api_client(self) -> ApiClient:
-        """A fresh kubernetes-asyncio ``ApiClient`` (its own connection pool) for this server.
+        """A fresh kubernetes-asyncio ``ApiClient`` (its own connection pool) for this server, for code that wants
+        kubernetes-asyncio's generated APIs (kreconcile itself does not: importing them costs ~40 MiB).
 
         Raises:
             ConfigError: the kubeconfig or service account files could not be loaded.
         """
+        from kubernetes_asyncio.client import ApiClient, Configuration
+        from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+
         cfg = Configuration()
         try:
             if self.kubeconfig is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kreconcile import metrics
 from kreconcile.client import Client, Ref
 from kreconcile.clock import FakeClock
-from kreconcile.config import load_config
+from kreconcile.config import RestConfig, load_config
 from kreconcile.errors import (
     AlreadyExists,
     Conflict,
@@ -263,15 +265,29 @@ async def test_get_log_returns_the_container_log_text(client: Client, server: AP
 async def test_env_proxy_is_resolved_once_and_no_proxy_is_honoured(
     monkeypatch: pytest.MonkeyPatch, server: APIServer
 ) -> None:
-    from kreconcile.config import RestConfig
-
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     async with Client(RestConfig(host="http://api.example.invalid:6443")) as proxied:
-        api = await proxied.api_client()
-        assert api.rest_client.proxy == "http://proxy.invalid:3128"
-        assert not api.rest_client.pool_manager.trust_env  # no per-request netrc/proxy lookups in threads
+        await proxied.connect()
+        assert proxied.proxy == "http://proxy.invalid:3128"
     async with Client(load_config(str(server.kubeconfig_path)).with_rate(0)) as direct:
-        api = await direct.api_client()
-        assert api.rest_client.proxy is None
         assert (await direct.get(NS, "default"))["metadata"]["name"] == "default"
+        assert direct.proxy is None
+
+
+async def test_existing_kubernetes_asyncio_api_client_can_be_used(server: APIServer) -> None:
+    api = await load_config(str(server.kubeconfig_path)).new_api_client()
+    try:
+        async with Client(api) as client:
+            assert (await client.get(NS, "default"))["metadata"]["name"] == "default"
+            assert await client.api_client() is api
+        assert not api.rest_client.pool_manager.closed  # the caller's pool stays open
+    finally:
+        await api.close()
+
+
+def test_importing_kreconcile_does_not_load_kubernetes_asyncio_models() -> None:
+    code = ("import sys, kreconcile.manager, kreconcile.client, kreconcile.informer; "
+            "print(any(m.startswith('kubernetes_asyncio') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"  # ~40 MiB of generated models stay out of the operator
