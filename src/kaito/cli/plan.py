@@ -93,7 +93,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     status = 0
     objects: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
-    for index, doc in enumerate(docs):
+    workspaces = [d for d in docs if not isinstance(d, dict) or d.get("kind") in (None, "Workspace")]
+    for doc in docs:
+        if doc not in workspaces:
+            name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+            print(f"note: skipped {doc.get('kind')}/{name or '?'} (not a Workspace)", file=sys.stderr)
+    if not workspaces:
+        print(f"error: {args.file} holds no Workspace", file=sys.stderr)
+        return 2
+    for index, doc in enumerate(workspaces):
         old = old_docs[index] if index < len(old_docs) else None
         verdict = validate_workspace(doc, old, nodes=nodes, catalog=catalog, auto_provisioning=auto)
         label = _label(doc, index)

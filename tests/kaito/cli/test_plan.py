@@ -184,3 +184,18 @@ def test_plan_tuning_text_shows_a_single_node_trainer(capsys: pytest.CaptureFixt
     assert "  GPUs:         1 per node, 1 in total\n" in out
     assert "  parallelism:  none (the phi-3-mini-4k-instruct trainer runs on one node)\n" in out
     assert "Job/workspace-phi-3-mini" in out
+
+
+def test_plan_skips_other_kinds_in_the_same_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "push"}, "type": "Opaque"}
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump(secret) + "---\n" + SEED_EXAMPLES[0].read_text())
+    only_secret = _write(tmp_path, secret, "secret.yaml")
+
+    assert main(["plan", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert main(["plan", str(only_secret)]) == 2
+
+    assert "note: skipped Secret/push (not a Workspace)" in captured.err
+    assert "Workspace default/workspace-phi-3-mini" in captured.out
+    assert "holds no Workspace" in capsys.readouterr().err
