@@ -55,6 +55,8 @@ class RestConfig:
     """Kubeconfig context; None means the file's ``current-context``."""
     in_cluster: bool = False
     """True when credentials come from the pod's service account."""
+    service_account_dir: str = SERVICE_ACCOUNT_DIR
+    """Where the in-cluster token (re-read every minute) and CA are mounted."""
     token: str | None = None
     """Bearer token for explicit configs (without the ``Bearer`` prefix)."""
     ca_file: str | None = None
@@ -87,7 +89,7 @@ class RestConfig:
         """A copy with another client-side rate limit (``burst`` defaults to 1.5 × ``qps``, at least 1)."""
         return replace(self, qps=qps, burst=burst if burst is not None else max(1, int(qps * 1.5)))
 
-    async def connect(self, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Connection:
+    async def connect(self) -> Connection:
         """Resolve the server URL, TLS settings, proxy and credentials (what :class:`~kreconcile.client.Client`
         uses; see :mod:`kreconcile.connection`).
 
@@ -97,7 +99,7 @@ class RestConfig:
         from kreconcile.connection import connect
 
         try:
-            return await connect(self, service_account_dir)
+            return await connect(self, self.service_account_dir)
         except ConfigError:
             raise
         except (OSError, ValueError, ssl.SSLError, yaml.YAMLError) as err:
@@ -222,7 +224,8 @@ def load_config(
     token = Path(service_account_dir, "token")
     if host and port and token.is_file():
         h = f"[{host}]" if ":" in host else host
-        return RestConfig(host=f"https://{h}:{port}", in_cluster=True, qps=qps, burst=burst)
+        return RestConfig(host=f"https://{h}:{port}", in_cluster=True, service_account_dir=service_account_dir,
+                          qps=qps, burst=burst)
     home = Path("~/.kube/config").expanduser()
     if home.is_file():
         return RestConfig(host=_kubeconfig_host(str(home), context), kubeconfig=str(home), context=context, qps=qps,

@@ -1,12 +1,19 @@
-"""load_config: explicit path → $KUBECONFIG → in-cluster → ~/.kube/config; RestConfig → ApiClient."""
+"""load_config: explicit path → $KUBECONFIG → in-cluster → ~/.kube/config; credentials → a working connection."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime as dt
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kreconcile.client import Client, TokenBucket
 from kreconcile.clock import FakeClock
@@ -113,3 +120,75 @@ async def test_exec_plugin_token_is_refreshed_when_it_expires(tmp_path: Path) ->
             for _ in range(3):
                 assert (await client.get(GVK("", "v1", "Namespace"), "default"))["metadata"]["name"] == "default"
         assert len(counter.read_text().split()) >= 3  # once at load, then again for expired tokens
+
+
+def _self_signed() -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kreconcile-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _kubeconfig(path: Path, cluster: dict[str, object], user: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": user}],
+    }))
+    return path
+
+
+async def _namespace_default(cfg: RestConfig) -> str:
+    async with Client(cfg.with_rate(0)) as client:
+        return str((await client.get(GVK("", "v1", "Namespace"), "default"))["metadata"]["name"])
+
+
+async def test_kubeconfig_variants_ca_data_token_file_insecure_and_client_cert_data(tmp_path: Path) -> None:
+    async with APIServer() as server:
+        assert server.ca_path is not None
+        ca_b64 = base64.b64encode(server.ca_path.read_bytes()).decode()
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "sub" / "tok").write_text(server.token + "\n")
+        with_data = _kubeconfig(tmp_path / "a", {"server": server.url, "certificate-authority-data": ca_b64},
+                                {"tokenFile": "sub/tok"})  # relative to the kubeconfig's directory
+        assert await _namespace_default(load_config(str(with_data), environ={})) == "default"
+        insecure = _kubeconfig(tmp_path / "b", {"server": server.url, "insecure-skip-tls-verify": True},
+                               {"token": server.token})
+        assert await _namespace_default(load_config(str(insecure), environ={})) == "default"
+        untrusted = _kubeconfig(tmp_path / "c", {"server": server.url}, {"token": server.token})
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _namespace_default(load_config(str(untrusted), environ={}))
+        cert, key = _self_signed()
+        with_cert = _kubeconfig(tmp_path / "d", {"server": server.url, "certificate-authority-data": ca_b64}, {
+            "client-certificate-data": base64.b64encode(cert).decode(),
+            "client-key-data": base64.b64encode(key).decode(), "token": server.token})
+        assert await _namespace_default(load_config(str(with_cert), environ={})) == "default"
+        broken = _kubeconfig(tmp_path / "e", {"server": server.url, "certificate-authority-data": ca_b64}, {
+            "client-certificate-data": base64.b64encode(b"not a cert").decode(),
+            "client-key-data": base64.b64encode(key).decode()})
+        with pytest.raises(ConfigError, match="cannot load credentials"):
+            await load_config(str(broken), environ={}).connect()
+
+
+async def test_basic_auth_header(tmp_path: Path) -> None:
+    kc = _kubeconfig(tmp_path / "k", {"server": "http://127.0.0.1:1"}, {"username": "ann", "password": "s3cret"})
+    conn = await load_config(str(kc), environ={}).connect()
+    assert await conn.auth() == {"Authorization": "Basic YW5uOnMzY3JldA=="}
+
+
+async def test_in_cluster_service_account_against_the_emulator(tmp_path: Path) -> None:
+    async with APIServer() as server:
+        assert server.ca_path is not None
+        (tmp_path / "token").write_text(server.token)
+        (tmp_path / "ca.crt").write_bytes(server.ca_path.read_bytes())
+        cfg = load_config(environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                                   "KUBERNETES_SERVICE_PORT": str(server.port)},
+                          service_account_dir=str(tmp_path))
+        assert cfg.in_cluster
+        assert await _namespace_default(cfg) == "default"
