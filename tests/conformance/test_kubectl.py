@@ -56,6 +56,28 @@ async def test_create_get_describe_delete(cluster: Cluster) -> None:
     assert "NotFound" in missing
 
 
+async def test_create_generators(cluster: Cluster) -> None:
+    # kubectl encodes the objects it generates as protobuf: the server must decode them
+    await cluster.kubectl("create", "configmap", "gen", "--from-literal=k=v")
+    await cluster.kubectl("create", "secret", "generic", "sec", "--from-literal=k=v")
+    await cluster.kubectl("create", "deployment", "dep", "--image=nginx", "--replicas=2", "--port=80")
+    await cluster.kubectl("create", "service", "clusterip", "svc", "--tcp=80:8080")
+    await cluster.kubectl("create", "job", "job", "--image=busybox")
+    assert json.loads(await cluster.kubectl("get", "configmap", "gen", "-o", "json"))["data"] == {"k": "v"}
+    assert json.loads(await cluster.kubectl("get", "secret", "sec", "-o", "json"))["data"] == {"k": "dg=="}
+    dep = json.loads(await cluster.kubectl("get", "deployment", "dep", "-o", "json"))
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["selector"] == {"matchLabels": {"app": "dep"}}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 80
+    svc = json.loads(await cluster.kubectl("get", "service", "svc", "-o", "json"))
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["selector"] == {"app": "svc"}
+    job = json.loads(await cluster.kubectl("get", "job", "job", "-o", "json"))
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    ns = f"{cluster.namespace}-gen"
+    await cluster.kubectl("create", "namespace", ns)
+    cluster.cleanup.append(lambda: cluster.request("DELETE", f"/api/v1/namespaces/{ns}"))
+    assert json.loads(await cluster.kubectl("get", "namespace", ns, "-o", "json"))["status"]["phase"] == "Active"
+
+
 async def test_get_wide_shows_priority_columns(cluster: Cluster) -> None:
     await cluster.kubectl("apply", "-f", "-", stdin=DEPLOYMENT.replace("IMAGE", "1.25"))
     wide = await cluster.kubectl("get", "deployment", "web", "-o", "wide")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import discovery, openapi, subresources
+from . import discovery, openapi, protobuf, subresources
 from .errors import APIError, bad_request, method_not_allowed
 from .patch import PATCH_TYPES
 from .resources import ResourceType
@@ -117,6 +117,8 @@ def decode_object(data: bytes, content_type: str) -> Any:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise bad_request(f"error decoding request body: invalid JSON: {e}") from e
+    if ct == protobuf.PROTOBUF:
+        return protobuf.decode(data)
     if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:
             return yaml.safe_load(data)
