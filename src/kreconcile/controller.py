@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,7 +70,13 @@ DEFAULT_PANIC_TYPES: tuple[type[BaseException], ...] = (
 _SYNC_POLL_SECONDS = 0.1
 """How often ``start`` re-checks ``has_synced`` (controller-runtime's WaitForCacheSync polls every 100 ms)."""
 
-_names_in_use: set[str] = set()
+_names_in_use: dict[str, object] = {}
+"""Names of live controllers, each with the token of the controller holding it."""
+
+
+def _release_name(name: str, token: object) -> None:
+    if _names_in_use.get(name) is token:
+        del _names_in_use[name]
 
 
 class CacheSyncTimeoutError(TimeoutError):
@@ -95,7 +102,8 @@ class Controller:
     """Runs ``reconciler`` for the requests produced by its watches.
 
     Args:
-        name: unique among the process's controllers (it labels the metrics and the logs). Required.
+        name: unique among the process's live controllers (it labels the metrics and the logs); the name is
+            released when ``start`` returns or the controller is garbage-collected. Required.
         reconciler: an object with ``async reconcile(request) -> Result`` or a plain async function.
         max_concurrent_reconciles: number of workers (default 1, controller-runtime's default); a key is never
             reconciled by two workers at once regardless.
@@ -141,13 +149,16 @@ class Controller:
         if reconcile_timeout is not None and not (isinstance(reconcile_timeout, int | float) and reconcile_timeout > 0):
             raise ValueError(f"reconcile_timeout must be > 0 seconds or None, got {reconcile_timeout!r}")
         self.reconciler = as_reconciler(reconciler)
+        self._name_token: object | None = None
         if not skip_name_validation:
             if name in _names_in_use:
                 raise ValueError(
                     f"controller name {name!r} is already used by another controller; names must be unique because "
                     f"they label metrics (choose another with Builder.named(...))"
                 )
-            _names_in_use.add(name)
+            self._name_token = token = object()
+            _names_in_use[name] = token
+            weakref.finalize(self, _release_name, name, token)
         self.name = name
         self.max_concurrent_reconciles = max_concurrent_reconciles
         self.cache_sync_timeout = float(cache_sync_timeout)
@@ -229,6 +240,13 @@ class Controller:
         if not self._watches:
             raise RuntimeError(f"controller {self.name!r} has no watches; call watch() (or Builder.for_) first")
         self._started = True
+        try:
+            await self._run(stop)
+        finally:
+            if self._name_token is not None:
+                _release_name(self.name, self._name_token)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         self._log.info("controller_starting", watches=len(self._watches))
         for w in self._watches:
             self._register(w)

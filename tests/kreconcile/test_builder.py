@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 
 import pytest
@@ -137,3 +138,20 @@ async def test_a_plain_async_function_can_be_the_reconciler() -> None:
     await eventually(lambda: seen == [Request("ns", "a")])
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+async def test_a_name_is_free_again_once_its_controller_has_stopped() -> None:
+    shared = unique()
+    first = Builder(FakeManager()).named(shared).for_(WORKSPACE).with_options(clock=FakeClock()).complete(
+        RecordingReconciler())
+    with pytest.raises(ValueError, match="already used"):
+        Builder(FakeManager()).named(shared).for_(WORKSPACE).complete(RecordingReconciler())
+    stop = asyncio.Event()
+    stop.set()
+    await first.start(stop)
+    second = Builder(FakeManager()).named(shared).for_(WORKSPACE).complete(RecordingReconciler())
+    del first  # the stopped controller going away must not free the name the second one holds
+    gc.collect()
+    with pytest.raises(ValueError, match="already used"):
+        Controller(shared, RecordingReconciler())
+    assert second.name == shared
