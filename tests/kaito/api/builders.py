@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 SEED_EXAMPLES = [
     EXAMPLES / "inference" / "kaito_workspace_phi_3.yaml",

@@ -14,7 +14,7 @@ import yaml
 
 from kaito.api.crd import generate_crds, nodeclaim_crd, structural_problems, workspace_crd
 from kaito.cli.gen import check_crds, rendered_crds, write_crds
-from tests.kaito.builders import ALL_EXAMPLES, ROOT, edit, inference_ws, load
+from tests.kaito.api.builders import ALL_EXAMPLES, ROOT, edit, inference_ws, load
 
 
 def _versions(crd: dict[str, Any]) -> dict[str, dict[str, Any]]:

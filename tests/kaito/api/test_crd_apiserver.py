@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kaito.builders import ROOT, SEED_EXAMPLES
+from tests.kaito.api.builders import ROOT, SEED_EXAMPLES
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
 

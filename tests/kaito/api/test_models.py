@@ -16,7 +16,7 @@ from kaito.api import (
     parse_workspace,
     selector_matches,
 )
-from tests.kaito.builders import ALL_EXAMPLES, SEED_EXAMPLES, inference_ws, load
+from tests.kaito.api.builders import ALL_EXAMPLES, SEED_EXAMPLES, inference_ws, load
 
 
 @pytest.mark.parametrize("path", ALL_EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")

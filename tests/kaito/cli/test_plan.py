@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kaito.cli import main
-from tests.kaito.builders import ROOT, SEED_EXAMPLES, edit, inference_ws
+from tests.kaito.api.builders import ROOT, SEED_EXAMPLES, edit, inference_ws
 
 
 def _write(tmp_path: Path, obj: object, name: str = "ws.yaml") -> Path:

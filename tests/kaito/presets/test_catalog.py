@@ -140,7 +140,7 @@ def test_node_labels_follow_gpu_feature_discovery() -> None:
 
 def test_byo_nodes_labelled_like_a_sku_pass_the_same_gpu_memory_rule() -> None:
     from kaito.webhook import validate_workspace
-    from tests.kaito.builders import inference_ws
+    from tests.kaito.api.builders import inference_ws
 
     labels = {"apps": "test", **load_catalog().sku("Standard_NC12s_v3").node_labels()}
     ws = inference_ws(preset="phi-3-medium-4k-instruct", instance_type=None)  # 26 GiB > 16, < 32

@@ -12,7 +12,7 @@ import pytest
 
 from kaito.webhook.config import webhook_configurations
 from kaito.webhook.server import WebhookServer
-from tests.kaito.builders import ROOT, SEED_EXAMPLES, edit, inference_ws
+from tests.kaito.api.builders import ROOT, SEED_EXAMPLES, edit, inference_ws
 from tests.kaito.webhook.test_server import write_cert
 
 KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaito.webhook import default_patch, validate_workspace
-from tests.kaito.builders import inference_ws, tuning_ws
+from tests.kaito.api.builders import inference_ws, tuning_ws
 
 scalars = st.one_of(
     st.none(),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kaito.webhook import validate_workspace
-from tests.kaito.builders import DELETE, edit, inference_ws, tuning_ws
+from tests.kaito.api.builders import DELETE, edit, inference_ws, tuning_ws
 
 INF = inference_ws()
 TUN = tuning_ws()

@@ -9,7 +9,7 @@ import pytest
 
 from kaito.api import constants as c
 from kaito.webhook import validate_workspace
-from tests.kaito.builders import ALL_EXAMPLES, DELETE, edit, inference_ws, load, tuning_ws
+from tests.kaito.api.builders import ALL_EXAMPLES, DELETE, edit, inference_ws, load, tuning_ws
 
 
 @pytest.mark.parametrize("path", ALL_EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")

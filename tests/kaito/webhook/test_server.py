@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kaito.webhook.server import WebhookServer
-from tests.kaito.builders import edit, inference_ws
+from tests.kaito.api.builders import edit, inference_ws
 
 
 def write_cert(cert_dir: Path, common_name: str) -> bytes:

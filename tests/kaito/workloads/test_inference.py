@@ -17,7 +17,7 @@ from kaito.workloads import (
     inference_statefulset,
     spec_hash,
 )
-from tests.kaito.builders import DELETE, SEED_EXAMPLES, edit, inference_ws, load
+from tests.kaito.api.builders import DELETE, SEED_EXAMPLES, edit, inference_ws, load
 
 CATALOG = load_catalog()
 LABELS = {"kaito.sh/workspace": "ws", "kaito.sh/workspacenamespace": "default"}

@@ -11,7 +11,7 @@ import pytest
 
 from kaito.api import parse_workspace
 from kaito.workloads import plan_workspace
-from tests.kaito.builders import ALL_EXAMPLES, DELETE, edit, inference_ws, load, tuning_ws
+from tests.kaito.api.builders import ALL_EXAMPLES, DELETE, edit, inference_ws, load, tuning_ws
 
 pytestmark = pytest.mark.slow  # loads the Kubernetes JSON schemas from disk (~10 s on a loaded machine)
 

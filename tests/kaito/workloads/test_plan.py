@@ -9,7 +9,7 @@ import pytest
 from kaito.api import parse_workspace
 from kaito.presets import load_catalog
 from kaito.workloads import PlanError, build_nodeclaim, nodeclaim_name, plan_workspace, storage_gib
-from tests.kaito.builders import ALL_EXAMPLES, SEED_EXAMPLES, edit, inference_ws, load, tuning_ws
+from tests.kaito.api.builders import ALL_EXAMPLES, SEED_EXAMPLES, edit, inference_ws, load, tuning_ws
 
 
 def _kinds(objs: list[dict]) -> list[str]:  # type: ignore[type-arg]

@@ -9,7 +9,7 @@ import yaml
 from kaito.api import parse_workspace
 from kaito.presets import load_catalog
 from kaito.workloads import default_training_config, tuning_configmap, tuning_job
-from tests.kaito.builders import edit, tuning_ws
+from tests.kaito.api.builders import edit, tuning_ws
 
 PRESET = load_catalog().preset("phi-3-mini-4k-instruct")
 
