@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 _log = structlog.get_logger("kreconcile.handler")
 
 
-
 class EventHandler(Protocol):
     """Receives add/update/delete notifications from an informer."""
 
