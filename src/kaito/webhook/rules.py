@@ -513,6 +513,11 @@ def _rule_byo_nodes(v: Verdict, ws: AnyWorkspace, preset: ModelPreset, nodes: Se
             f"selects nodes with different GPUs ({desc}); select nodes with one GPU type, count and memory",
         )
         return
+    if len(matching) < ws.resource.count:
+        v.warn(
+            f"resource.labelSelector selects {len(matching)} ready node(s) but resource.count is "
+            f"{ws.resource.count}; the workspace waits until {ws.resource.count} matching nodes exist"
+        )
     product, count_label, memory_label = next(iter(configs))
     if count_label is None or memory_label is None:
         v.error(

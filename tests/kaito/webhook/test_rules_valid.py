@@ -287,3 +287,15 @@ def test_match_expressions_with_auto_provisioning_warn_about_provisioned_labels(
         "resource.labelSelector.matchExpressions: nodes kaito provisions carry only the matchLabels; the "
         "expressions must hold for those labels too, or the pods will not schedule"
     ]
+
+
+def test_byo_with_fewer_matching_nodes_than_count_warns() -> None:
+    verdict = validate_workspace(
+        inference_ws(instance_type=None, count=2), nodes=[_node("n1")], auto_provisioning=False
+    )
+
+    assert verdict.allowed
+    assert verdict.warnings == [
+        "resource.labelSelector selects 1 ready node(s) but resource.count is 2; the workspace waits until 2 "
+        "matching nodes exist"
+    ]
