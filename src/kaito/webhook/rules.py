@@ -515,7 +515,7 @@ def _rule_byo_nodes(v: Verdict, ws: AnyWorkspace, preset: ModelPreset, nodes: Se
         return
     if len(matching) < ws.resource.count:
         v.warn(
-            f"resource.labelSelector selects {len(matching)} ready node(s) but resource.count is "
+            f"resource.labelSelector selects {len(matching)} node(s) but resource.count is "
             f"{ws.resource.count}; the workspace waits until {ws.resource.count} matching nodes exist"
         )
     product, count_label, memory_label = next(iter(configs))

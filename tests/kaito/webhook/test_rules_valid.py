@@ -296,6 +296,6 @@ def test_byo_with_fewer_matching_nodes_than_count_warns() -> None:
 
     assert verdict.allowed
     assert verdict.warnings == [
-        "resource.labelSelector selects 1 ready node(s) but resource.count is 2; the workspace waits until 2 "
+        "resource.labelSelector selects 1 node(s) but resource.count is 2; the workspace waits until 2 "
         "matching nodes exist"
     ]
