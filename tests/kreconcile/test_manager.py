@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kreconcile import metrics
 from kreconcile.client import Client
 from kreconcile.clock import FakeClock
 from kreconcile.config import RestConfig, load_config
@@ -93,12 +94,27 @@ def master_status(body: str, lease: str) -> float | None:
 
 
 async def advance(clock: FakeClock, seconds: float, step: float = 0.5) -> None:
+    """Move fake time forward in steps, letting real HTTP round trips complete in between."""
     t = 0.0
     while t < seconds:
         clock.advance(step)
         for _ in range(5):
             await asyncio.sleep(0.002)
         t += step
+
+
+async def advance_until(clock: FakeClock, cond: Any, limit: float, step: float = 0.25) -> float:
+    """Advance fake time until ``cond()`` holds (checked between steps); returns the fake time it took.
+    Fails if it does not hold within ``limit`` fake seconds."""
+    start = clock.now()
+    while not cond():
+        assert clock.now() - start <= limit, f"condition not reached within {limit} fake seconds"
+        await advance(clock, step, step)
+    return clock.now() - start
+
+
+def gauge(lease: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value("leader_election_master_status", {"name": lease})
 
 
 async def test_leader_only_runnables_wait_for_election_while_probes_and_metrics_serve(server: APIServer) -> None:
@@ -127,8 +143,9 @@ async def test_leader_only_runnables_wait_for_election_while_probes_and_metrics_
             await advance(clock, 5)
             assert not leader.started.is_set() and not mgr.elected().is_set()
 
-            await advance(clock, 16)  # the other replica stopped renewing: its lease expires on our clock
-            await asyncio.wait_for(leader.started.wait(), 5)
+            # the other replica stopped renewing: its lease expires 15 s after we first saw it, on our clock
+            took = await advance_until(clock, leader.started.is_set, limit=30)
+            assert took >= 15 - 5 - 0.5
             lease = await api.get(LEASE_GVK, "lock-wait", LEASE_NS)
             assert lease["spec"]["holderIdentity"] == "me" and lease["spec"]["leaseTransitions"] == 4
             assert master_status((await http_get(f"{mgr.metrics_url}/metrics"))[1], "lock-wait") == 1
@@ -154,14 +171,11 @@ async def test_lost_leadership_stops_everything_within_renew_deadline_and_start_
         lease = await api.get(LEASE_GVK, "lock-lost", LEASE_NS)
         lease["spec"].update(holderIdentity="thief", renewTime=format_micro_time(clock.wall()))
         await api.update(lease)  # another replica took over (e.g. after a partition healed)
-    stolen_at = clock.now()
-    while not task.done() and clock.now() - stolen_at < 30:
-        await advance(clock, 0.5, step=0.5)
-    assert task.done(), "manager kept running after losing the lease"
-    with pytest.raises(LeaderElectionLost, match="renew"):
-        task.result()
+    lost_after = await advance_until(clock, lambda: gauge("lock-lost") == 0, limit=30)
     # renewals happen every retry period (2 s) and give up after the renew deadline (10 s)
-    assert clock.now() - stolen_at <= 2 + 10 + 0.5
+    assert lost_after <= 2 + 10 + 0.5
+    with pytest.raises(LeaderElectionLost, match="renew"):
+        await asyncio.wait_for(task, 5)  # stops at once: no fake time needs to pass
     assert leader.cancelled and always.cancelled  # stopped at once, no graceful wait
     assert not leader.stopped_gracefully
 
@@ -251,6 +265,7 @@ class Stubborn:
     def __init__(self, clock: FakeClock, linger: float) -> None:
         self.clock, self.linger = clock, linger
         self.started = asyncio.Event()
+        self.stop_seen = asyncio.Event()
         self.finished = False
         self.cancelled = False
 
@@ -260,6 +275,7 @@ class Stubborn:
     async def start(self, stop: asyncio.Event) -> None:
         self.started.set()
         await stop.wait()
+        self.stop_seen.set()
         try:
             await self.clock.sleep(self.linger)
             self.finished = True
@@ -278,6 +294,7 @@ async def test_graceful_shutdown_waits_for_runnables_up_to_the_timeout_then_canc
     task = asyncio.create_task(mgr.start(stop))
     await asyncio.wait_for(asyncio.gather(quick.started.wait(), slow.started.wait()), 5)
     stop.set()
+    await asyncio.wait_for(asyncio.gather(quick.stop_seen.wait(), slow.stop_seen.wait()), 5)  # grace starts now
     await advance(clock, 5)
     assert quick.finished and not task.done()  # still inside the grace period for the slow one
     await advance(clock, 6)
@@ -314,8 +331,8 @@ async def test_two_replicas_one_leader_and_release_on_cancel_hands_over(server: 
     assert not p2.started.is_set()  # r1 keeps renewing; r2 stays a standby
     stop1.set()
     await asyncio.wait_for(t1, 5)
-    await advance(clock, 5)  # one jittered retry period, far less than the 15 s lease
-    await asyncio.wait_for(p2.started.wait(), 5)
+    took = await advance_until(clock, p2.started.is_set, limit=5)  # one jittered retry period (≤ 4.4 s)
+    assert took < 15  # far less than the lease duration
     async with Client(cfg(server)) as api:
         lease = await api.get(LEASE_GVK, "lock-pair", LEASE_NS)
     assert lease["spec"]["holderIdentity"] == "r2" and lease["spec"]["leaseTransitions"] == 1
