@@ -54,6 +54,7 @@ async def test_create_get_describe_delete(cluster: Cluster) -> None:
     assert "deleted" in await cluster.kubectl("delete", "configmap", "cfg")
     missing = await cluster.kubectl("get", "configmap", "cfg", check=False)
     assert "NotFound" in missing
+    assert (await cluster.kubectl("auth", "can-i", "create", "pods")).strip() == "yes"
 
 
 async def test_create_generators(cluster: Cluster) -> None:

@@ -73,7 +73,7 @@ def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
         "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
         "scope": "Namespaced" if rt.namespaced else "Cluster",
         "singularResource": rt.singular,
-        "verbs": list(VERBS),
+        "verbs": ["create"] if rt.virtual else list(VERBS),
     }
     if rt.short_names:
         out["shortNames"] = list(rt.short_names)

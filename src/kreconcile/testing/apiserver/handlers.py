@@ -171,6 +171,8 @@ class Router:
                                              target.subresource)
         if target.name is None:
             return await self._collection(request, rt, namespace, verb)
+        if rt.virtual:
+            raise method_not_allowed()
         return await self._item(request, rt, namespace or "", target.name, verb)
 
     def _special(self, request: web.Request, path: str) -> web.StreamResponse | None:
@@ -238,6 +240,18 @@ class Router:
             out = server.registry.list_objects(rt, namespace, q.get("labelSelector"), q.get("fieldSelector"), limit,
                                        q.get("continue"))
             return server.respond_object(request, rt, out, is_list=True)
+        if rt.virtual:
+            if verb != "create":
+                raise method_not_allowed()
+            data = await read_body(request)
+            ctype = request.headers.get("Content-Type", "")
+            review = {"spec": {}} if ctype.startswith(protobuf.PROTOBUF) else decode_object(data, ctype)
+            if not isinstance(review, dict):
+                raise bad_request("the body must be a JSON object")
+            # every authenticated client is a cluster admin here (the kubeconfig's user is system:masters)
+            review.update(apiVersion=rt.api_version, kind=rt.kind,
+                          status={"allowed": True, "reason": "the emulator authorizes every authenticated request"})
+            return json_response(review, 201)
         if verb == "create":
             if namespace is None and rt.namespaced:
                 raise method_not_allowed("the server does not allow this method on the requested resource "

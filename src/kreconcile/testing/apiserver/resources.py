@@ -41,6 +41,8 @@ class ResourceType:
     scale_paths: dict[str, str] | None = None
     storage_version: str | None = None
     served_versions: list[str] = field(default_factory=list)
+    virtual: bool = False
+    """Create-only and never stored (access reviews): the server answers the create itself."""
 
     @property
     def api_version(self) -> str:
@@ -64,7 +66,7 @@ class ResourceType:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(VERBS),
+            "verbs": ["create"] if self.virtual else list(VERBS),
         }
         if self.short_names:
             main["shortNames"] = list(self.short_names)
@@ -133,6 +135,12 @@ def builtin_types() -> list[ResourceType]:
         _rt("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", False, "pc", ""),
         _rt("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", True, "pdb", "status", gen=True),
     ]
+    for plural, kind, namespaced in (("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+                                     ("subjectaccessreviews", "SubjectAccessReview", False),
+                                     ("localsubjectaccessreviews", "LocalSubjectAccessReview", True)):
+        review = _rt("authorization.k8s.io/v1", plural, kind, namespaced, "", "")
+        review.virtual = True
+        types.append(review)
     # services' main-resource writes keep status like the real strategy; configmaps etc. have no status at all.
     return types
 
