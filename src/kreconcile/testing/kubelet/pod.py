@@ -7,7 +7,9 @@ Per container the lifecycle is the kubelet's:
 * config (env ``valueFrom``, volumes): a missing Secret/ConfigMap → ``waiting: CreateContainerConfigError``,
   retried every second;
 * ``running`` with probes: startup gates liveness and readiness; readiness sets ``ready``; a liveness or startup
-  failure past ``failureThreshold`` kills the container (SIGTERM, then SIGKILL after the grace period);
+  failure past ``failureThreshold`` kills the container (``preStop`` hook, SIGTERM, SIGKILL after the grace period);
+  ``lifecycle.preStop`` (exec or httpGet) also runs before a stop, bounded by the grace period; ``postStart`` is
+  not run;
 * ``terminated`` with the exit code (signal N → 128+N), reason ``Completed``/``Error``/``OOMKilled``
   (resident memory of the container's process group above ``resources.limits.memory``)/``StartError``;
 * restart by ``restartPolicy`` (init containers: on failure unless ``Never``) with CrashLoopBackOff: restart at
@@ -146,6 +148,7 @@ class PodWorker:
         self.start_time = rfc3339(ctx.clock.wall())
         self.ports: dict[str, dict[int, int]] = {}
         self._procs: dict[str, ContainerProcess] = {}
+        self._launches: dict[str, LaunchSpec] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
@@ -173,6 +176,7 @@ class PodWorker:
         if procs:
             for name, _ in procs:
                 self._event("Normal", "Killing", f"Stopping container {name}")
+            await asyncio.gather(*(self._pre_stop(name, grace) for name, _ in procs))
             await asyncio.gather(*(p.terminate(grace, self.ctx.clock.sleep) for _, p in procs))
         if self._task is not None:
             try:
@@ -184,6 +188,21 @@ class PodWorker:
         for proc in list(self._procs.values()):
             await proc.terminate(0, self.ctx.clock.sleep)
         self.done.set()
+
+    async def _pre_stop(self, name: str, grace: float) -> None:
+        """Run the container's ``lifecycle.preStop`` hook (exec or httpGet), bounded by the grace period."""
+        spec = next((c for c in [*self._specs, *self._init_specs] if c["name"] == name), None)
+        hook = ((spec or {}).get("lifecycle") or {}).get("preStop")
+        launch = self._launches.get(name)
+        if not hook or spec is None or launch is None or grace <= 0:
+            return
+        handler = dict(hook)
+        handler["timeoutSeconds"] = grace
+        if "exec" in handler:
+            handler["exec"] = {"command": _rewrite_exec(handler["exec"].get("command") or [], launch)}
+        result = await run_probe(handler, spec, self.ports.get(name, {}), launch)
+        if not result.ok:
+            self._event("Warning", "FailedPreStopHook", f"PreStopHook failed: {result.message}")
 
     def update_pod(self, pod: Mapping[str, Any]) -> None:
         """Take a newer copy of the pod (labels, annotations, deletion fields); the spec is immutable."""
@@ -452,6 +471,7 @@ class PodWorker:
             self._changed()
             return 128
         self._procs[name] = proc
+        self._launches[name] = launch
         record.container_id = f"process://{proc.pid}"
         record.state = {"running": {"startedAt": started_at}}
         has_startup = "startupProbe" in container
@@ -540,6 +560,7 @@ class PodWorker:
                     "Normal", "Killing",
                     f"Container {container['name']} failed {label.lower()} probe, will be restarted",
                 )
+                await self._pre_stop(container["name"], self.grace_seconds)
                 await proc.terminate(self.grace_seconds, self.ctx.clock.sleep)
                 return
             await self.ctx.clock.sleep(config.period)

@@ -284,3 +284,22 @@ def test_python_image_runs_this_interpreter() -> None:
     assert spec is not None and spec.transform is not None
     ctx = LaunchContext({}, {}, {}, {}, Path("/tmp"))
     assert spec.transform(LaunchSpec(("python3", "-V"), {}, "/"), ctx).argv == (PYTHON, "-V")
+
+
+async def test_pre_stop_hook_runs_before_the_container_is_stopped(
+    kubelet: ProcessKubelet, backend: FakeBackend
+) -> None:
+    pod = make_pod(
+        "hooked",
+        [{"name": "c", "image": "busybox", "command": ["sleep", "300"],
+          "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+          "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /work/bye"]}}}}],
+        volumes=[{"name": "work", "emptyDir": {}}],
+        terminationGracePeriodSeconds=2,
+    )
+    await kubelet.sync_pod(pod)
+    await wait_for(lambda: "running" in state_of(backend, "hooked").get("state", {}))
+    worker = kubelet.worker("default", "hooked")
+    assert worker is not None
+    await worker.stop()
+    assert (worker.pod_dir / "volumes" / "work" / "bye").read_text() == "bye\n"
