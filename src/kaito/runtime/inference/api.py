@@ -9,6 +9,7 @@ end; an error after the stream started (timeout) is sent as a ``data: {"error": 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -67,6 +68,9 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
             return _error_response(APIError(404, f"no endpoint {request.method} {request.path}", code="not_found"))
         if exc.status == 405:
             return _error_response(APIError(405, f"{request.method} is not allowed on {request.path}"))
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client closed the connection (nginx's convention); its sequence is cancelled
         raise
     except EngineStoppedError as exc:
         status = 503

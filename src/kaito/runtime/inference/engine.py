@@ -232,6 +232,10 @@ class Engine:
         if admitted:
             self._prefill(admitted, out)
         self._retire()
+        if out:  # deliver first tokens now, not after the decode pass: time to first token is one prefill
+            self._update_gauges()
+            self._send(out)
+            out = []
         if self._running:
             self._decode(out)
             self._retire()

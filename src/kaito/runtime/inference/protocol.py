@@ -208,8 +208,9 @@ def parse(model: type[_Model], body: Any) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(str(p)))
+        # for a union, pydantic reports one error per member: the deepest location is the most specific one
+        errors = [(".".join(str(p) for p in e["loc"] if not _is_union_tag(str(p))), e) for e in exc.errors()]
+        loc, err = max(errors, key=lambda item: item[0].count(".") + bool(item[0]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(GENERATE_KWARGS))

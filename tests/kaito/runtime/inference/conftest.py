@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class TinyServer:
 
     client: TestClient[Any, Any]
     service: Service
-    clock: Callable[[], float]
+    runner: GatedRunner
 
     @property
     def engine(self) -> Engine:
@@ -159,15 +160,49 @@ def build_service(
     )
 
 
+class GatedRunner:
+    """Wraps a runner so a test decides when forward passes may run: each pass waits for its gate (both open by
+    default). Lets tests hold a sequence in the batch or keep requests waiting without timing assumptions."""
+
+    def __init__(self, inner: ModelRunner) -> None:
+        self.inner = inner
+        self.loaded = inner.loaded
+        self.cache = inner.cache
+        self.prefill_gate = threading.Event()
+        self.decode_gate = threading.Event()
+        self.prefill_gate.set()
+        self.decode_gate.set()
+        self.in_prefill = threading.Event()
+
+    def prefill(self, *args: Any) -> torch.Tensor:
+        self.in_prefill.set()
+        assert self.prefill_gate.wait(60), "prefill gate never opened"
+        return self.inner.prefill(*args)
+
+    def decode(self, *args: Any) -> torch.Tensor:
+        assert self.decode_gate.wait(60), "decode gate never opened"
+        return self.inner.decode(*args)
+
+
 @pytest.fixture
 async def tiny_server(tiny_model_dir: Path, tiny_adapter_dir: Path) -> AsyncIterator[TinyServer]:
-    """The tiny model with adapter ``tiny-lora`` behind the real aiohttp app (TestServer on 127.0.0.1)."""
-    service = build_service(tiny_model_dir, adapter_dir=tiny_adapter_dir)
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(service, max_body_bytes=64 * 1024)))
+    """The tiny model with adapter ``tiny-lora`` behind the real aiohttp app (TestServer on 127.0.0.1); the
+    engine's runner is a :class:`GatedRunner` (``server.runner``), open unless a test closes a gate."""
+    gated: list[GatedRunner] = []
+
+    def wrap(inner: ModelRunner) -> GatedRunner:
+        gated.append(GatedRunner(inner))
+        return gated[0]
+
+    service = build_service(tiny_model_dir, adapter_dir=tiny_adapter_dir, runner_wrapper=wrap)
+    app = create_app(service, max_body_bytes=64 * 1024)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, handler_cancellation=True))
     await client.start_server()
     try:
-        yield TinyServer(client, service, time.monotonic)
+        yield TinyServer(client, service, gated[0])
     finally:
+        gated[0].prefill_gate.set()
+        gated[0].decode_gate.set()
         await client.close()
 
 

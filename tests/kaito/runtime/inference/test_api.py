@@ -174,19 +174,35 @@ async def test_malformed_json_oversized_body_and_unknown_paths(tiny_server: Tiny
     assert resp.status == 405
 
 
-async def test_client_disconnect_cancels_the_sequence(tiny_server: TinyServer) -> None:
-    engine = tiny_server.engine
-    body = {**CHAT, "max_tokens": 120, "ignore_eos": True, "stream": True}
-    resp = await tiny_server.client.post("/v1/chat/completions", json=body)
-    await resp.content.readline()  # the first chunk arrived: the sequence is running
-    assert engine.num_running == 1
-    resp.close()  # drop the connection mid-stream
+async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    """Poll observable state until ``predicate()`` holds."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + 30
-    while engine.num_running:
-        assert loop.time() < end, "the sequence kept running after the client left"
-        await asyncio.sleep(0.01)
-    assert tiny_server.service.metrics.finished.labels(reason="cancelled")._value.get() == 1
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_client_disconnect_cancels_the_sequence(tiny_server: TinyServer, stream: bool) -> None:
+    engine, metrics = tiny_server.engine, tiny_server.service.metrics
+    tiny_server.runner.decode_gate.clear()  # hold the sequence in the batch after its first token
+    body = {**CHAT, "max_tokens": 60, "ignore_eos": True, "stream": stream}
+    request = asyncio.ensure_future(tiny_server.client.post("/v1/chat/completions", json=body))
+    if stream:
+        resp = await request
+        assert resp.status == 200
+        await resp.content.readline()  # the first chunk arrived
+        resp.close()  # drop the connection mid-stream
+    else:
+        await wait_for(lambda: engine.num_running == 1)
+        request.cancel()  # the client gives up and closes its connection
+    gone = metrics.requests.labels(endpoint="/v1/chat/completions", status="499")
+    await wait_for(lambda: gone._value.get() == 1)
+    tiny_server.runner.decode_gate.set()
+    await wait_for(lambda: engine.num_running == 0)
+    assert metrics.finished.labels(reason="cancelled")._value.get() == 1
+    assert metrics.generation_tokens._value.get() < 10
 
 
 async def test_metrics_are_valid_prometheus_text_and_count_requests(tiny_server: TinyServer) -> None:

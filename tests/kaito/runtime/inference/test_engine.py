@@ -4,7 +4,6 @@ output, joining/leaving between steps, stop conditions, seeds, cancellation, tim
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from kaito.runtime.inference.sampling import SamplingParams
 from kaito.runtime.inference.sequence import Delta
 from kaito.runtime.inference.serving import Service
 
-from .conftest import FakeClock, build_service
+from .conftest import FakeClock, GatedRunner, build_service
 
 PROMPTS = [
     "The quick brown fox",
@@ -154,30 +153,12 @@ async def test_request_timeout_ends_the_sequence(tiny_model_dir: Path) -> None:
         await svc.engine.stop()
 
 
-class BlockingRunner:
-    """Wraps a runner; prefill waits until ``release`` is set, so the test controls when the batch moves."""
-
-    def __init__(self, inner: ModelRunner) -> None:
-        self.inner = inner
-        self.loaded = inner.loaded
-        self.cache = inner.cache
-        self.release = threading.Event()
-        self.entered = threading.Event()
-
-    def prefill(self, *args: Any) -> torch.Tensor:
-        self.entered.set()
-        assert self.release.wait(60)
-        return self.inner.prefill(*args)
-
-    def decode(self, *args: Any) -> torch.Tensor:
-        return self.inner.decode(*args)
-
-
 async def test_full_waiting_queue_answers_429_and_recovers(tiny_model_dir: Path) -> None:
-    runner: list[BlockingRunner] = []
+    runner: list[GatedRunner] = []
 
-    def wrap(inner: ModelRunner) -> BlockingRunner:
-        runner.append(BlockingRunner(inner))
+    def wrap(inner: ModelRunner) -> GatedRunner:
+        runner.append(GatedRunner(inner))
+        runner[0].prefill_gate.clear()
         return runner[0]
 
     svc = build_service(tiny_model_dir, max_batch_size=1, max_waiting=2, runner_wrapper=wrap)
@@ -186,18 +167,18 @@ async def test_full_waiting_queue_answers_429_and_recovers(tiny_model_dir: Path)
         params = SamplingParams(max_tokens=2, temperature=0, ignore_eos=True)
         ids = svc.tokenize("x")
         first = asyncio.ensure_future(run(svc.engine, ids, params))
-        await wait_for(runner[0].entered.is_set)
+        await wait_for(runner[0].in_prefill.is_set)
         queued = [asyncio.ensure_future(run(svc.engine, ids, params)) for _ in range(2)]
         await wait_for(lambda: svc.engine.num_waiting == 2)
         with pytest.raises(APIError) as info:
             await run(svc.engine, ids, params)
         assert info.value.status == 429 and info.value.type == "rate_limit_exceeded"
-        runner[0].release.set()
+        runner[0].prefill_gate.set()
         results = await asyncio.gather(first, *queued)
         assert all(r[-1].completion_tokens == 2 for r in results)
         assert (await run(svc.engine, ids, params))[-1].finish_reason == "length"
     finally:
-        runner[0].release.set()
+        runner[0].prefill_gate.set()
         await svc.engine.stop()
 
 
