@@ -64,6 +64,11 @@ log = structlog.get_logger("kreconcile.testing.localcluster")
 
 Backend = Literal["emulator", "real"]
 
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+"""GPU feature discovery's label; a Node registered without ``nvidia.com/gpu`` capacity gets that many (as the
+device plugin would advertise them)."""
+
 SHUTDOWN_GRACE_S = 5.0
 """Seconds containers get between SIGTERM and SIGKILL when the cluster stops (capped by each pod's own grace)."""
 
@@ -309,10 +314,15 @@ class LocalCluster:
                     await client.delete(with_kind(pod, POD), grace_period_seconds=0)
 
     async def _report_ready(self, node: dict[str, Any]) -> None:
-        """Fill a provisioner-created Node's status as its kubelet would on registration (keeping capacity)."""
+        """Fill a provisioner-created Node's status as its kubelet would on registration: keep its capacity (or
+        default to 4 cpu / 16Gi / 110 pods), add ``nvidia.com/gpu`` from the ``nvidia.com/gpu.count`` label, and a
+        ``Ready`` condition, addresses and nodeInfo."""
         template = node_object(node["metadata"]["name"], now=self.kubelet_clock.wall())
         status = dict(node.get("status") or {})
-        capacity = status.get("capacity") or status.get("allocatable") or template["status"]["capacity"]
+        capacity = dict(status.get("capacity") or status.get("allocatable") or template["status"]["capacity"])
+        gpus = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_COUNT_LABEL)
+        if gpus and GPU_RESOURCE not in capacity:  # what the NVIDIA device plugin would advertise
+            capacity[GPU_RESOURCE] = str(gpus)
         status.update(
             capacity=capacity,
             allocatable=status.get("allocatable") or capacity,

@@ -296,13 +296,15 @@ async def _running(cluster: LocalCluster, selector: str, count: int) -> list[dic
 async def test_a_node_created_by_a_provisioner_is_served_and_reported_ready(cluster: LocalCluster) -> None:
     assert cluster.client is not None
     await cluster.client.create({"apiVersion": "v1", "kind": "Node",
-                                 "metadata": {"name": "provisioned", "labels": {"pool": "gpu"}}})
+                                 "metadata": {"name": "provisioned", "labels": {"nvidia.com/gpu.count": "2"}}})
 
-    async def ready() -> bool:
+    async def ready() -> dict[str, Any] | None:
         node = json.loads(await kubectl(cluster, "get", "node", "provisioned", "-o", "json"))
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+        conditions = node["status"].get("conditions", [])
+        return node if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
 
-    await wait_for(ready)
+    node = await wait_for(ready)
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "2"
     lease = json.loads(await kubectl(cluster, "get", "lease", "provisioned", "-n", "kube-node-lease", "-o", "json"))
     assert lease["spec"]["holderIdentity"] == "provisioned"
     assert lease["spec"]["leaseDurationSeconds"] == 40
