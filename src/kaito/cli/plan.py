@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
         "--no-auto-provisioning", action="store_true", help="the cluster has no node provisioner (BYO nodes only)"
     )
     parser.add_argument("--tuning-config", type=Path, help="training_config.yaml to check against tuning.method")
+    parser.add_argument(
+        "--max-model-len", type=int, help="context length to size GPUs for (default min(token limit, 8192))"
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the model presets and exit")
     parser.add_argument("--list-skus", action="store_true", help="list the instance types and exit")
     parser.set_defaults(func=run)
@@ -75,6 +78,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.list_skus:
         _list_skus(catalog, out)
         return 0
+    if args.max_model_len is not None and args.max_model_len < 1:
+        print(f"error: --max-model-len must be >= 1, got {args.max_model_len}", file=sys.stderr)
+        return 2
     if not args.file:
         print("error: give a Workspace file (or --list-presets / --list-skus)", file=sys.stderr)
         return 2
@@ -122,7 +128,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             try:
                 ws = parse_workspace(doc)
                 plan = plan_workspace(
-                    ws, catalog, auto_provisioning=auto, nodes=nodes or [], training_config=training_config
+                    ws,
+                    catalog,
+                    auto_provisioning=auto,
+                    nodes=nodes or [],
+                    training_config=training_config,
+                    max_model_len=args.max_model_len,
                 )
             except (PlanError, ValueError) as exc:
                 verdict.error("", str(exc))

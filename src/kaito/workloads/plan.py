@@ -85,6 +85,7 @@ def plan_workspace(
     nodes: Sequence[Mapping[str, Any]] = (),
     version: str | None = None,
     training_config: dict[str, Any] | None = None,
+    max_model_len: int | None = None,
 ) -> WorkloadPlan:
     """Decide preset, SKU, node count, parallelism and build every object for ``ws`` (admitted by the webhook).
 
@@ -95,6 +96,7 @@ def plan_workspace(
         nodes: the BYO nodes (for their GPU count) when kaito does not provision.
         version: kaito-py version for its own images (default: installed version).
         training_config: the tuning config document to put in the default ConfigMap (default: the method's).
+        max_model_len: context length to size the KV cache for (default: the estimator's, min(token limit, 8192)).
 
     Raises:
         PlanError: unknown/deprecated preset, unknown SKU, or a GPU preset on a GPU-less SKU.
@@ -115,7 +117,7 @@ def plan_workspace(
     est: Estimate | None = None
     if sku is not None and preset is not None:
         try:
-            est = estimate(preset, sku)
+            est = estimate(preset, sku, max_model_len)
         except ValueError as exc:
             raise PlanError(f"resource.instanceType: {exc}") from None
     needs_gpu = preset is not None and preset.requires_gpu

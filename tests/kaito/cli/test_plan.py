@@ -199,3 +199,18 @@ def test_plan_skips_other_kinds_in_the_same_file(capsys: pytest.CaptureFixture[s
     assert "note: skipped Secret/push (not a Workspace)" in captured.err
     assert "Workspace default/workspace-phi-3-mini" in captured.out
     assert "holds no Workspace" in capsys.readouterr().err
+
+
+def test_plan_sizes_gpus_for_a_longer_context(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = _write(tmp_path, inference_ws(preset="llama-3.1-8b-instruct", instance_type="Standard_NV36ads_A10_v5"))
+
+    assert main(["plan", str(path), "-o", "json"]) == 0
+    default = json.loads(capsys.readouterr().out)["workspaces"][0]
+    assert main(["plan", str(path), "-o", "json", "--max-model-len", "32768"]) == 0
+    long = json.loads(capsys.readouterr().out)
+    assert main(["plan", str(path), "--max-model-len", "0"]) == 2
+
+    assert (default["maxModelLen"], default["nodeCount"]) == (8192, 1)
+    assert long["workspaces"][0]["maxModelLen"] == 32768 and long["workspaces"][0]["nodeCount"] == 2
+    config = next(o for o in long["objects"] if o["kind"] == "ConfigMap")
+    assert "max_model_len: 32768" in config["data"]["inference_config.yaml"]
