@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -84,9 +85,12 @@ class CertReloader:
         self._stamp = self._current_stamp()
         self.context.load_cert_chain(self.cert_dir / CERT_FILE, self.cert_dir / KEY_FILE)
 
-    def _current_stamp(self) -> tuple[tuple[int, int], ...]:
-        stats = [(self.cert_dir / name).stat() for name in (CERT_FILE, KEY_FILE)]
-        return tuple((s.st_mtime_ns, s.st_size) for s in stats)
+    def _current_stamp(self) -> bytes:
+        # a content digest, not mtimes: a rotation within the filesystem's timestamp granularity is still seen
+        digest = hashlib.sha256()
+        for name in (CERT_FILE, KEY_FILE):
+            digest.update((self.cert_dir / name).read_bytes())
+        return digest.digest()
 
     def check(self) -> bool:
         """Reload the pair if either file changed; True when new material is in use for new connections.
