@@ -11,6 +11,7 @@ machines and never registers one twice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -150,8 +151,12 @@ class LocalProvider:
     async def _register(self, name: str, node: dict[str, Any]) -> None:
         try:
             await self.clock.sleep(self.launch_delay)
+            node["status"]["conditions"] = [_ready_condition(self.clock.wall())]
             try:
-                await self.client.create(node)
+                created = await self.client.create(node)
+                if not (created.get("status") or {}).get("conditions"):  # a server that drops status on create
+                    created["status"] = node["status"]
+                    await self.client.status().update(created)
             except AlreadyExists:
                 pass
             log.info("local_machine_registered", machine=name)
@@ -196,8 +201,20 @@ class LocalProvider:
                 "providerID": PROVIDER_ID_PREFIX + name,
                 "taints": [dict(t) for t in (nodeclaim.get("spec") or {}).get("taints") or []],
             },
-            "status": {"capacity": dict(capacity), "allocatable": dict(capacity)},
+            "status": {
+                "capacity": dict(capacity),
+                "allocatable": dict(capacity),
+                "conditions": [_ready_condition(self.clock.wall())],
+            },
         }
+
+
+def _ready_condition(now: float) -> dict[str, Any]:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return {
+        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "local machine is ready",
+        "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+    }
 
 
 def _instance_type(nodeclaim: Mapping[str, Any]) -> str:
