@@ -277,3 +277,23 @@ class GVKS:
     from kreconcile.gvk import GVK
 
     CR = GVK("apps", "v1", "ControllerRevision")
+
+
+async def test_a_nodeclaim_whose_machine_vanished_is_replaced(server: APIServer, client: Client) -> None:
+    provider = LocalProvider(client)
+    async with running_operator(server, client, provider=provider):
+        await client.create(workspace("heal"))
+        await eventually(lambda: cond_is(client, "heal", c.COND_RESOURCE_READY, "True"))
+        [nc] = await ws_nodeclaims(client, "heal")
+        first_uid = nc["metadata"]["uid"]
+        await provider.delete(nc["metadata"]["name"])  # the cloud lost the machine
+        await client.patch(nc, {"metadata": {"annotations": {"poke": "1"}}})  # its next reconcile notices
+
+        async def replaced() -> bool:
+            claims = await ws_nodeclaims(client, "heal")
+            return len(claims) == 1 and claims[0]["metadata"]["uid"] != first_uid and (
+                condition(claims[0], "Ready") or {}).get("status") == "True"
+
+        await eventually(replaced, timeout=30)
+        await eventually(lambda: cond_is(client, "heal", c.COND_RESOURCE_READY, "True"))
+        assert provider.creates == 2

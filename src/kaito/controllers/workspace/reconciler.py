@@ -23,13 +23,14 @@ import structlog
 
 from kaito.api import constants as c
 from kaito.api.workspace import AnyWorkspace, parse_workspace
+from kaito.controllers.machine.reconciler import REASON_MACHINE_NOT_FOUND
 from kaito.controllers.workspace.metrics import WorkspaceTally
 from kaito.controllers.workspace.status import Observed, compute_status
 from kaito.presets.catalog import Catalog, load_catalog
 from kaito.workloads import plan_workspace, spec_hash, workspace_labels
 from kaito.workloads.plan import PlanError, WorkloadPlan
 from kreconcile.clock import Clock, RealClock
-from kreconcile.conditions import is_true
+from kreconcile.conditions import get_condition, is_true
 from kreconcile.errors import AlreadyExists, NotFound
 from kreconcile.finalizers import add_finalizer, remove_finalizer
 from kreconcile.gvk import GVK
@@ -242,7 +243,15 @@ class WorkspaceReconciler:
         for desired in plan.nodeclaims:
             name = desired["metadata"]["name"]
             if name in existing:
-                result.append(existing[name])
+                current = existing[name]
+                ready = get_condition((current.get("status") or {}).get("conditions") or [], c.NODECLAIM_READY)
+                if ready is not None and ready.get("reason") == REASON_MACHINE_NOT_FOUND and not current[
+                        "metadata"].get("deletionTimestamp"):
+                    # the machine vanished behind a launched NodeClaim (Karpenter's liveness): replace it
+                    await self._delete_quietly(current)
+                    self._event(obj, "Warning", REASON_MACHINE_NOT_FOUND,
+                                f"NodeClaim {name} lost its machine; replacing it", "Provision")
+                result.append(current)
                 continue
             try:
                 created = await self.client.create(desired)
