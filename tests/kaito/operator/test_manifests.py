@@ -44,7 +44,7 @@ def test_kustomization_lists_every_manifest_file() -> None:
 
 @pytest.mark.parametrize("index", range(len(documents())))
 def test_every_document_is_valid_against_the_kubernetes_schemas(index: int) -> None:
-    rel, doc = documents()[index]
+    _rel, doc = documents()[index]
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 

@@ -48,9 +48,9 @@ def test_environment_sets_defaults_and_flags_win() -> None:
 
 
 def test_bad_environment_value_names_the_variable() -> None:
-    with pytest.raises(OptionError, match="LEADER_ELECT.*'maybe' is not a boolean"):
+    with pytest.raises(OptionError, match=r"LEADER_ELECT.*'maybe' is not a boolean"):
         parse_options([], {"LEADER_ELECT": "maybe"})
-    with pytest.raises(OptionError, match="KAITO_PROVIDER.*'gcp' is not one of azure, local, none"):
+    with pytest.raises(OptionError, match=r"KAITO_PROVIDER.*'gcp' is not one of azure, local, none"):
         parse_options([], {"KAITO_PROVIDER": "gcp"})
 
 
