@@ -45,3 +45,24 @@ async def test_invalid_selectors_and_parameters(cluster: Cluster) -> None:
                    {"fieldSelector": "spec.unknown=1"}):
         status, body = await cluster.request("GET", cluster.ns_path("configmaps"), params=params)
         assert (status, body["reason"]) == (400, "BadRequest"), params
+
+
+async def test_unknown_fields_of_builtin_kinds_are_dropped(cluster: Cluster) -> None:
+    body = {"metadata": {"name": "u"}, "data": {"k": "v"}, "dta": {"typo": "x"}}
+    status, created = await cluster.request("POST", cluster.ns_path("configmaps"), body)
+    assert status == 201 and "dta" not in created and created["data"] == {"k": "v"}
+
+
+async def test_strict_field_validation_rejects_unknown_fields(cluster: Cluster) -> None:
+    cluster.require_minor(27, "server-side fieldValidation")
+    body = {"metadata": {"name": "u"}, "spec": {"replica": 2, "selector": {"matchLabels": {"a": "b"}},
+                                                "template": {"metadata": {"labels": {"a": "b"}},
+                                                             "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    status, error = await cluster.request("POST", cluster.ns_path("deployments", "apps/v1"), body,
+                                          params={"fieldValidation": "Strict"})
+    assert (status, error["reason"]) == (400, "BadRequest")
+    assert 'unknown field "spec.replica"' in error["message"]
+    async with cluster.http.post(cluster.ns_path("deployments", "apps/v1"), json=body,
+                                 params={"fieldValidation": "Warn"}) as r:
+        assert r.status == 201
+        assert 'unknown field \\"spec.replica\\"' in r.headers.get("Warning", "")  # RFC 7234 quoted-string

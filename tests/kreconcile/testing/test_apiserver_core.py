@@ -200,7 +200,7 @@ async def test_crd_is_served_with_defaults_validation_and_status_subresource(htt
     w = await r.json()
     assert r.status == 201
     assert w["spec"] == {"size": 3} and "status" not in w and w["metadata"]["generation"] == 1
-    assert 'unknown field "spec.junk"' in r.headers.get("Warning", "")
+    assert 'unknown field \\"spec.junk\\"' in r.headers.get("Warning", "")
     r = await http.post(WIDGETS, json={"apiVersion": "test.kreconcile.dev/v1", "kind": "Widget",
                                        "metadata": {"name": "bad"}, "spec": {"size": 0, "color": "green"}})
     body = await r.json()

@@ -18,10 +18,11 @@ from kreconcile.clock import Clock
 
 from . import builtins, objects
 from .apply import server_side_apply, track_update
+from .builtin_schema import prune_builtin
 from .errors import APIError, bad_request, conflict, expired, forbidden, not_found
 from .patch import apply_patch
 from .resources import ResourceType, builtin_types
-from .schema import validate_custom_resource
+from .schema import report_unknown_fields, validate_custom_resource
 from .selectors import make_filter, parse_field_selector, parse_label_selector
 from .storage import Store
 
@@ -158,10 +159,12 @@ class Registry:
 
     def _validate(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None,
                   field_validation: str | None, warnings: list[str] | None) -> None:
-        objects.validate_metadata(rt, obj)
         if rt.crd is not None:
+            objects.validate_metadata(rt, obj)
             validate_custom_resource(rt, obj, field_validation, warnings)
         else:
+            report_unknown_fields(prune_builtin(rt, obj), field_validation, warnings)
+            objects.validate_metadata(rt, obj)
             builtins.validate(rt, obj, old)
 
     async def create(self, rt: ResourceType, namespace: str, body: Any, *, manager: str = "unknown",

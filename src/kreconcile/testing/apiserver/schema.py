@@ -136,6 +136,22 @@ def _cause_of(error: jsonschema.ValidationError) -> dict[str, str]:
     return cause(field, f"Invalid value: {_render(error.instance)}: {shown} in body {text}", reason)
 
 
+def report_unknown_fields(pruned: list[str], field_validation: str | None, warnings: list[str] | None) -> None:
+    """Apply ``fieldValidation`` to pruned fields: Strict → 400, Warn (default) → warnings, Ignore → nothing.
+
+    Raises:
+        APIError: 400 BadRequest ``strict decoding error: unknown field "<path>"`` under Strict.
+    """
+    if not pruned:
+        return
+    mode = (field_validation or "Warn").capitalize()
+    if mode == "Strict":
+        detail = ", ".join(f'unknown field "{p}"' for p in pruned)
+        raise bad_request(f"strict decoding error: {detail}")
+    if mode == "Warn" and warnings is not None:
+        warnings.extend(f'unknown field "{p}"' for p in pruned)
+
+
 def validate_custom_resource(rt: ResourceType, obj: dict[str, Any], field_validation: str | None,
                              warnings: list[str] | None) -> None:
     """Prune, default and validate ``obj`` in place against ``rt.schema``.
@@ -149,13 +165,7 @@ def validate_custom_resource(rt: ResourceType, obj: dict[str, Any], field_valida
         return
     pruned: list[str] = []
     _prune(obj, schema, "", True, pruned)
-    if pruned:
-        mode = (field_validation or "Warn").capitalize()
-        if mode == "Strict":
-            detail = ", ".join(f'unknown field "{p}"' for p in pruned)
-            raise bad_request(f"strict decoding error: {detail}")
-        if mode == "Warn" and warnings is not None:
-            warnings.extend(f'unknown field "{p}"' for p in pruned)
+    report_unknown_fields(pruned, field_validation, warnings)
     _default(obj, schema)
     body = {k: v for k, v in obj.items() if k != "metadata"}
     top = dict(schema)

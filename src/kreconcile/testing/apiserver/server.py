@@ -209,7 +209,8 @@ class APIServer:
         """Answer ``obj`` (an object or a list) as JSON, or as a Table when the client asks for one."""
         headers = {}
         if warnings:
-            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings[:20])
+            quoted = (w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings[:20])
+            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in quoted)
         table_version = table.wants_table(request.headers.get("Accept", ""))
         if table_version is not None and status < 300:
             include = request.query.get("includeObject", "Metadata")
