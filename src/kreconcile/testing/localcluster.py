@@ -184,7 +184,7 @@ class LocalCluster:
         (
             Builder(manager)
             .named("localcluster-nodes")
-            .for_(NODE, namespaced=False, predicates=[Funcs(update=lambda o, n: False)])
+            .for_(NODE, namespaced=False, predicates=[Funcs(update=lambda _o, n: bool(_not_ready_taints(n)))])
             .with_options(needs_leader_election=False, skip_name_validation=True)
             .complete(self._reconcile_node)
         )
@@ -298,11 +298,21 @@ class LocalCluster:
         conditions = (node.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Ready" for c in conditions):
             await self._report_ready(node)
+        elif _not_ready_taints(node):
+            await self._untaint(node)
         if new:
             for pod in await self.manager.cache.list(POD):
                 if (pod.get("spec") or {}).get("nodeName") == request.name:
                     await self.kubelets[request.name].sync_pod(pod)
         return Result()
+
+    async def _untaint(self, node: dict[str, Any]) -> None:
+        """Remove the ``node.kubernetes.io/not-ready`` taint from a Ready Node, as the node lifecycle controller
+        does (a real kube-apiserver's ``TaintNodesByCondition`` admission adds it to every new Node)."""
+        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("key") != NOT_READY_TAINT]
+        patch = {"metadata": {"resourceVersion": node["metadata"].get("resourceVersion")}, "spec": {"taints": taints}}
+        with contextlib.suppress(NotFound, Conflict):  # Conflict: changed meanwhile; its update event retries
+            await self._require_client().patch(with_kind(node, NODE), patch)
 
     async def _delete_orphaned_pods(self, node_name: str) -> None:
         """Force-delete the pods bound to a Node that no longer exists (the pod GC controller's ``gcOrphaned``)."""
@@ -429,6 +439,17 @@ class LocalCluster:
         if self.client is None:
             raise RuntimeError("LocalCluster is not started: use `async with LocalCluster(...) as cluster:`")
         return self.client
+
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
+def _not_ready_taints(node: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``not-ready`` taints of a Node whose ``Ready`` condition is True (to be removed)."""
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (node.get("status") or {}).get("conditions") or [])
+    taints = (node.get("spec") or {}).get("taints") or []
+    return [t for t in taints if t.get("key") == NOT_READY_TAINT] if ready else []
 
 
 __all__ = ["LocalCluster"]
