@@ -4,7 +4,7 @@ Committed objects are immutable dicts: every write stores a fresh object and nev
 and responses can share them. ``resourceVersion`` is a single counter for the whole server, strictly increasing
 (reference item 2), rendered as a decimal string; clients must treat it as opaque. Each resource keeps its last
 ``window`` events for watch resume; a watch from an older version gets 410 Expired (item 8). A watcher whose
-queue exceeds ``max_queue`` events is closed, as the real server's watch cache drops too-slow watchers.
+backlog exceeds ``max_queue`` events is closed, as the real server's watch cache drops too-slow watchers.
 """
 
 from __future__ import annotations
@@ -45,16 +45,24 @@ WatchItem = tuple[str, dict[str, Any], dict[tuple[str, str], bytes]]
 class Watcher:
     """One watch stream's subscription: events for ``key`` in ``namespace`` (None = all) passing ``predicate``.
 
-    Events arrive on ``queue`` as ``(type, obj)``; ``None`` means the server closed the watch.
+    Events accumulate in ``pending``; ``waiter`` (set by the stream while it has nothing to send) is resolved
+    when one arrives or the watch is closed, so delivering an event costs no task creation.
     """
 
     key: Key
     namespace: str | None
     predicate: Callable[[dict[str, Any]], bool]
     max_queue: int
-    queue: asyncio.Queue[WatchItem | None] = field(default_factory=asyncio.Queue)
+    pending: deque[WatchItem] = field(default_factory=deque)
+    waiter: asyncio.Future[None] | None = None
     closed: bool = False
     abort: bool = False
+
+    def wake(self) -> None:
+        """Resolve the stream's waiter, if it is waiting."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def offer(self, event: Event) -> None:
         """Translate a store event into this watcher's view (selector transitions become ADDED/DELETED)."""
@@ -79,17 +87,18 @@ class Watcher:
                 self._put("DELETED", event)
 
     def _put(self, kind: str, event: Event) -> None:
-        if self.queue.qsize() >= self.max_queue:
+        if len(self.pending) >= self.max_queue:
             self.close()
             return
-        self.queue.put_nowait((kind, event.obj, event.encoded))
+        self.pending.append((kind, event.obj, event.encoded))
+        self.wake()
 
     def close(self, abort: bool = False) -> None:
         """End the stream cleanly, or with ``abort`` drop the TCP connection (the client re-watches)."""
         if not self.closed:
             self.abort = abort
             self.closed = True
-            self.queue.put_nowait(None)
+            self.wake()
 
 
 class Store:
@@ -203,10 +212,7 @@ class Store:
             for event in self.logs.get(key, ()):
                 if event.rv > since:
                     replay.offer(event)
-            while not replay.queue.empty():
-                item = replay.queue.get_nowait()
-                if item is not None:
-                    initial.append(item)
+            initial = list(replay.pending)
         self.watchers.setdefault(key, set()).add(watcher)
         return watcher, initial
 

@@ -42,6 +42,11 @@ def _next_bookmark(now: float, deadline: float, interval: float) -> float:
     return now + interval
 
 
+async def _sleep_then_wake(clock: Any, seconds: float, watcher: Any) -> None:
+    await clock.sleep(seconds)
+    watcher.wake()
+
+
 def truthy(value: str | None) -> bool:
     """``watch``-style booleans: ``true``, ``True``, ``1`` (reference item 1)."""
     return (value or "").lower() in ("true", "1")
@@ -112,47 +117,47 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
         clock = server.clock
         deadline = clock.now() + timeout
         next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
-        get_task: asyncio.Task[Any] | None = None
+        loop = asyncio.get_running_loop()
         timer: asyncio.Future[Any] | None = None
         timer_due = -1.0
-        while True:
-            now = clock.now()
-            if now >= deadline:
-                break
-            wake = min(deadline, next_bookmark) if bookmarks else deadline
-            if get_task is None:
-                get_task = asyncio.ensure_future(watcher.queue.get())
-            if timer is None or timer.done() or timer_due != wake:
-                if timer is not None:
-                    timer.cancel()
-                timer, timer_due = asyncio.ensure_future(clock.sleep(wake - now)), wake
-            done, _ = await asyncio.wait({get_task, timer}, timeout=_DISCONNECT_POLL_S,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if request.transport is None or request.transport.is_closing():
-                break
-            if get_task in done:
-                item = get_task.result()
-                get_task = None
-                if item is None:
+        poll = loop.call_later(_DISCONNECT_POLL_S, watcher.wake)
+        try:
+            while True:
+                now = clock.now()
+                if now >= deadline:
+                    break
+                if watcher.pending:
+                    lines = []
+                    while watcher.pending:
+                        lines.append(encode(watcher.pending.popleft()))
+                    await resp.write(b"".join(lines))
+                    continue
+                if watcher.closed:
                     if watcher.abort and request.transport is not None:
                         request.transport.abort()
                         return resp
                     break
-                lines = [encode(item)]
-                while not watcher.queue.empty():
-                    extra = watcher.queue.get_nowait()
-                    if extra is None:
-                        watcher.queue.put_nowait(None)
-                        break
-                    lines.append(encode(extra))
-                await resp.write(b"".join(lines))
-            elif bookmarks and clock.now() >= next_bookmark:
-                next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
-                await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                    "metadata": {"resourceVersion": str(server.store.rv)}}))
-        for pending in (get_task, timer):
-            if pending is not None:
-                pending.cancel()
+                if request.transport is None or request.transport.is_closing():
+                    break
+                if bookmarks and now >= next_bookmark:
+                    next_bookmark = _next_bookmark(now, deadline, server.bookmark_interval)
+                    await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
+                                                        "metadata": {"resourceVersion": str(server.store.rv)}}))
+                    continue
+                wake = min(deadline, next_bookmark) if bookmarks else deadline
+                if timer is None or timer.done() or timer_due != wake:
+                    if timer is not None:
+                        timer.cancel()
+                    timer, timer_due = asyncio.ensure_future(_sleep_then_wake(clock, wake - now, watcher)), wake
+                if poll.cancelled() or poll.when() <= loop.time():
+                    poll = loop.call_later(_DISCONNECT_POLL_S, watcher.wake)
+                watcher.waiter = loop.create_future()
+                await watcher.waiter
+                watcher.waiter = None
+        finally:
+            poll.cancel()
+            if timer is not None:
+                timer.cancel()
         await resp.write_eof()
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
         pass
