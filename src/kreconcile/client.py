@@ -143,6 +143,7 @@ class Client:
         self._conn: Connection | None = None
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
+        self._proxy_headers: dict[str, str] | None = None
         self._own_api: Any = None
         self._lock = asyncio.Lock()
         self._host_label = urlparse(self.config.host).netloc or self.config.host
@@ -179,6 +180,11 @@ class Client:
     def proxy(self) -> str | None:
         """The HTTP proxy requests go through (kubeconfig ``proxy-url`` or the environment), or None."""
         return self._proxy
+
+    @property
+    def proxy_headers(self) -> dict[str, str] | None:
+        """``Proxy-Authorization`` for the proxy (from credentials in the environment's proxy URL), or None."""
+        return self._proxy_headers
 
     async def api_client(self) -> ApiClient:
         """A kubernetes-asyncio ``ApiClient`` for the same server (the one passed in, or a new one with its own
@@ -225,14 +231,15 @@ class Client:
                 # trust_env off: aiohttp would read ~/.netrc and the proxy environment in a worker thread on every
                 # request; the proxy is resolved once below instead
                 session = aiohttp.ClientSession(connector=connector, read_bufsize=2**21, trust_env=False)
-            proxy = conn.proxy
+            proxy, proxy_auth = conn.proxy, None
             if proxy is None:
                 try:
-                    env_proxy, _ = get_env_proxy_for_url(URL(conn.host))
+                    env_proxy, proxy_auth = get_env_proxy_for_url(URL(conn.host))
                     proxy = str(env_proxy) if env_proxy is not None else None
                 except LookupError:
                     proxy = None
             self._proxy = proxy
+            self._proxy_headers = {"Proxy-Authorization": proxy_auth.encode()} if proxy_auth is not None else None
             self._conn, self._session = conn, session
             return session, conn
 
@@ -274,6 +281,7 @@ class Client:
                     headers=headers,
                     timeout=timeout,
                     proxy=self._proxy,
+                    proxy_headers=self._proxy_headers,
                     server_hostname=conn.server_hostname,
                 )
             except (TimeoutError, aiohttp.ClientError):

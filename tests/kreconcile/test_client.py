@@ -265,11 +265,12 @@ async def test_get_log_returns_the_container_log_text(client: Client, server: AP
 async def test_env_proxy_is_resolved_once_and_no_proxy_is_honoured(
     monkeypatch: pytest.MonkeyPatch, server: APIServer
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://ann:pw@proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     async with Client(RestConfig(host="http://api.example.invalid:6443")) as proxied:
         await proxied.connect()
         assert proxied.proxy == "http://proxy.invalid:3128"
+        assert proxied.proxy_headers == {"Proxy-Authorization": "Basic YW5uOnB3"}
     async with Client(load_config(str(server.kubeconfig_path)).with_rate(0)) as direct:
         assert (await direct.get(NS, "default"))["metadata"]["name"] == "default"
         assert direct.proxy is None
