@@ -292,3 +292,21 @@ def test_importing_kreconcile_does_not_load_kubernetes_asyncio_models() -> None:
             "print(any(m.startswith('kubernetes_asyncio') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"  # ~40 MiB of generated models stay out of the operator
+
+
+async def test_list_all_falls_back_to_one_full_list_when_a_continue_token_expires(client: Client) -> None:
+    for i in range(5):
+        await client.create(configmap(f"cm{i}"))
+    calls: list[str | None] = []
+    real_list = client.list
+
+    async def flaky_list(gvk: GVK, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
+        calls.append(kw.get("continue_"))
+        if kw.get("continue_"):
+            raise Expired("the provided continue parameter is too old")
+        return await real_list(gvk, namespace, **kw)
+
+    client.list = flaky_list  # type: ignore[method-assign]
+    result = await client.list_all(CM, "default", page_size=2)
+    assert sorted(o["metadata"]["name"] for o in result["items"]) == [f"cm{i}" for i in range(5)]
+    assert calls[0] is None and calls[1] is not None and calls[2] is None  # page 1, expired page 2, full list

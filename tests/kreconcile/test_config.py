@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kreconcile import connection
 from kreconcile.client import Client, TokenBucket
 from kreconcile.clock import FakeClock
 from kreconcile.config import DEFAULT_BURST, DEFAULT_QPS, ConfigError, RestConfig, load_config
+from kreconcile.errors import Unauthorized
 from kreconcile.gvk import GVK
 from kreconcile.testing.apiserver import APIServer
 
@@ -192,3 +194,19 @@ async def test_in_cluster_service_account_against_the_emulator(tmp_path: Path) -
                           service_account_dir=str(tmp_path))
         assert cfg.in_cluster
         assert await _namespace_default(cfg) == "default"
+
+
+async def test_rotated_service_account_token_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "TOKEN_FILE_RELOAD", 0.0)  # client-go re-reads every minute; test: always
+    async with APIServer() as server:
+        assert server.ca_path is not None
+        (tmp_path / "token").write_text("expired-token")
+        (tmp_path / "ca.crt").write_bytes(server.ca_path.read_bytes())
+        cfg = load_config(environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                                   "KUBERNETES_SERVICE_PORT": str(server.port)},
+                          service_account_dir=str(tmp_path)).with_rate(0)
+        async with Client(cfg) as client:
+            with pytest.raises(Unauthorized):
+                await client.get(GVK("", "v1", "Namespace"), "default")
+            (tmp_path / "token").write_text(server.token)  # the kubelet rotated the projected token
+            assert (await client.get(GVK("", "v1", "Namespace"), "default"))["metadata"]["name"] == "default"

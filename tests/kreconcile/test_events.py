@@ -41,9 +41,12 @@ class Writer:
 async def test_event_has_the_events_v1_shape() -> None:
     w, clock = Writer(), FakeClock()
     rec = EventRecorder(w, "kaito.sh/workspace-controller", "pod-1", clock=clock)
-    rec.event(WS, "Warning", "NodeClaimQuotaExceeded", "quota of Standard_NC24 exceeded", "Provision")
+    nodeclaim = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "nc1", "uid": "u-2"}}
+    rec.event(WS, "Warning", "NodeClaimQuotaExceeded", "quota of Standard_NC24 exceeded", "Provision",
+              related=nodeclaim)
     await rec.flush()
     (ev,) = w.events.values()
+    assert ev["related"] == {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "name": "nc1", "uid": "u-2"}
     assert ev["apiVersion"] == "events.k8s.io/v1" and ev["metadata"]["namespace"] == "team"
     assert ev["metadata"]["name"].startswith("ws1.")
     assert ev["regarding"] == {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "name": "ws1",
