@@ -429,6 +429,11 @@ class SharedInformer:
                     log.warning("informer list failed", gvk=str(self.gvk), error=str(err), retry_in_s=round(delay, 3))
                     await self._clock.sleep(delay)
                     continue
+                if self.last_sync_resource_version is None:  # a server bug; never spin on it
+                    delay = backoff.next()
+                    log.warning("informer list returned no resourceVersion", gvk=str(self.gvk), retry_in_s=delay)
+                    await self._clock.sleep(delay)
+                    continue
             timeout = int(WATCH_TIMEOUT_MIN * (1.0 + self._rng.random()))
             started, events = self._clock.now(), 0
             try:
