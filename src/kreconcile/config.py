@@ -4,9 +4,10 @@ Lookup order (controller-runtime's ``config.GetConfig``): an explicit kubeconfig
 ``:``-separated list, merged as kubectl does) → the in-cluster service account
 (``KUBERNETES_SERVICE_HOST``/``_PORT`` and ``/var/run/secrets/kubernetes.io/serviceaccount``) → ``~/.kube/config``.
 
-Credentials are loaded by kubernetes-asyncio's own loaders (client certificates, bearer tokens, exec plugins, token
-refresh) when :meth:`RestConfig.new_api_client` builds the ``ApiClient``; :func:`load_config` itself only resolves
-and checks the source, so it is synchronous and cheap.
+:func:`load_config` only resolves and checks the source, so it is synchronous and cheap. Credentials (client
+certificates, bearer tokens and token files, exec plugins, rotation) are loaded when a client connects, by
+:meth:`RestConfig.connect` (see :mod:`kreconcile.connection`); :meth:`RestConfig.new_api_client` builds a
+kubernetes-asyncio ``ApiClient`` instead, for code that wants its generated APIs.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class RestConfig:
     """Maximum parallel connections to the server (aiohttp connector limit)."""
     exec_refresh_interval: float = 300.0
     """For kubeconfig users with an ``exec`` credential plugin (kubelogin, aws-iam-authenticator...): the plugin is
-    run again when its token's ``expirationTimestamp`` has passed, or, when it gives none, at most this often
-    (seconds). kubernetes-asyncio alone runs it only once, so long-running operators lost access."""
+    run again 10 s before its token's ``expirationTimestamp``, or, when it gives none, this often (seconds).
+    (kubernetes-asyncio's loader alone runs it only once, so long-running clients lost access.)"""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for callers; unused by kreconcile."""
 
