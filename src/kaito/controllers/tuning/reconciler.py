@@ -72,6 +72,8 @@ TEMPLATE_NAME = "{method}-params-template"
 """Name of the default config ConfigMap per method (upstream: ``lora-params-template``, ``qlora-params-template``)."""
 LOG_TAIL_LINES = 20
 """Lines of the failed container's log read for the condition message (reduced to its last 5 non-empty)."""
+TAIL_MEMO_SIZE = 256
+"""Failed Jobs whose log tail is remembered in memory (so a stale cache never causes a second log read)."""
 WAIT_DELETION_S = 1.0
 """Seconds between looks while a replaced Job is still being deleted."""
 
@@ -107,6 +109,7 @@ class TuningReconciler:
         self.version = version
         self.template_namespace = template_namespace
         self.clock = clock or RealClock()
+        self._tails: dict[tuple[str, str], str] = {}
 
     async def reconcile(self, request: Request) -> Result:
         """Drive tuning workspace ``request``'s Job and status (see the module docstring)."""
@@ -277,6 +280,9 @@ class TuningReconciler:
             message = str(cond.get("message"))
             tail = message.split("; log: ", 1)[1].rsplit("; see `kubectl logs", 1)[0] if "; log: " in message else ""
             return Failure(failure.container, failure.exit_code, failure.reason, tail)
+        key = (str(job["metadata"].get("uid")), failure.container)
+        if key in self._tails:
+            return Failure(failure.container, failure.exit_code, failure.reason, self._tails[key])
         pod = next((p for p in pods if any(
             cs.get("name") == failure.container
             for cs in [*((p.get("status") or {}).get("initContainerStatuses") or []),
@@ -290,6 +296,9 @@ class TuningReconciler:
             except Exception as exc:  # logs are best effort: the kubelet may be gone with the node
                 log.info("tuning_log_unavailable", namespace=pod["metadata"]["namespace"],
                          pod=pod["metadata"]["name"], error=str(exc))
+        self._tails[key] = tail
+        while len(self._tails) > TAIL_MEMO_SIZE:
+            self._tails.pop(next(iter(self._tails)))
         return Failure(failure.container, failure.exit_code, failure.reason, tail)
 
     async def _worker_nodes(self, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
