@@ -1,0 +1,55 @@
+"""The image → local command map of ``kaito dev``: which of kaito's images run as local processes.
+
+- ``kaito-py/runtime-cpu`` (kaito-py's runtime and tools image; the CPU preset ``smollm2-135m-instruct``, the
+  tuning Job and its init containers use it) → this Python interpreter, so ``python -m kaito.runtime.inference``
+  runs the real server from the installed package.
+- ``mcr.microsoft.com/aks/kaito/`` (upstream's GPU preset images with baked-in weights: phi-3, llama, ...) →
+  not runnable locally: the container prints :data:`NOT_RUNNABLE_MESSAGE` and exits 1, so the pod stays in
+  ``CrashLoopBackOff`` with that message in ``kubectl logs`` and the Workspace's InferenceReady stays False.
+- ``python``, ``busybox``, ... from :meth:`ImageMap.with_defaults` (inference templates in tests and examples).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+from kaito.workloads.common import RUNTIME_IMAGE
+from kreconcile.testing.kubelet import ImageMap, ImageSpec
+from kreconcile.testing.kubelet.images import LaunchContext, LaunchSpec
+
+RUNTIME_IMAGE_PREFIX = RUNTIME_IMAGE.split(":", 1)[0]
+"""``kaito-py/runtime-cpu``: every tag maps to the local interpreter."""
+UPSTREAM_PREFIX = "mcr.microsoft.com/aks/kaito/"
+"""Upstream Kaito's preset images (GPU, weights inside)."""
+NOT_RUNNABLE_MESSAGE = (
+    "image {image} is not runnable locally: it is a GPU preset image with model weights that kaito dev does not "
+    "have. Under kaito dev use the CPU preset smollm2-135m-instruct (examples/inference/smollm2-local.yaml)."
+)
+"""What a container of an upstream preset image prints before exiting 1 under ``kaito dev``."""
+
+
+def _python(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
+    argv = launch.argv
+    if argv and argv[0].rsplit("/", 1)[-1] in ("python", "python3"):
+        argv = (sys.executable, *argv[1:])
+    return replace(launch, argv=tuple(argv))
+
+
+def _not_runnable(image: str) -> ImageSpec:
+    message = NOT_RUNNABLE_MESSAGE.format(image=image)
+
+    def transform(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
+        code = f"import sys; print({message!r}, file=sys.stderr, flush=True); sys.exit(1)"
+        return replace(launch, argv=(sys.executable, "-c", code))
+
+    return ImageSpec(transform=transform)
+
+
+def dev_image_map() -> ImageMap:
+    """The :class:`ImageMap` ``kaito dev`` gives its LocalCluster (see the module docstring)."""
+    images = ImageMap.with_defaults()
+    images.register(RUNTIME_IMAGE_PREFIX, ImageSpec(cmd=(sys.executable,), env={"PYTHONUNBUFFERED": "1"},
+                                                    transform=_python))
+    images.register(UPSTREAM_PREFIX, _not_runnable("from " + UPSTREAM_PREFIX))
+    return images
