@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,9 @@ def _configure_logging() -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # "Loading weights" progress bars are noise in pod logs (read by transformers when it is imported later).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tuning job; returns the exit code (see the module docstring)."""
+    """Parse the command line, set up JSON logging on stderr and :func:`run` the job; returns the exit code."""
     args = build_parser().parse_args(argv)
     _configure_logging()
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the tuning job for parsed ``args`` with the caller's logging setup; returns the exit code (module
+    docstring). Every failure is logged as one event (``tuning.config_invalid``, ``tuning.dataset_invalid``,
+    ``tuning.model_unavailable``, ``tuning.failed``) whose ``error`` says what to fix."""
     log = structlog.get_logger("kaito.runtime.tuning")
 
     from kaito.runtime.tuning.config import ConfigError, load_config

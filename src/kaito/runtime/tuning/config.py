@@ -362,6 +362,8 @@ def _training_arguments(values: dict[str, Any], output_dir: str | None) -> Train
     kwargs.setdefault("save_strategy", "no")
     # Progress every 10 steps, not transformers' 500: a small tuning job would otherwise log nothing.
     kwargs.setdefault("logging_steps", 10)
+    # tqdm bars are carriage-return noise in `kubectl logs`; the tuning.progress events carry the same numbers.
+    kwargs.setdefault("disable_tqdm", True)
     try:
         return TrainingArguments(**kwargs)
     except (TypeError, ValueError) as e:

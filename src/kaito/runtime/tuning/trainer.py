@@ -83,36 +83,47 @@ def resolve_model(cli_model: str | None, cfg: TuningConfig) -> Path:
     return path
 
 
-def load_model(model_dir: Path, cfg: TuningConfig) -> tuple[Any, Any]:
-    """Load the tokenizer and the LoRA-wrapped model (``prepare_model_for_kbit_training`` first for QLoRA).
+def load_tokenizer(model_dir: Path, cfg: TuningConfig) -> Any:
+    """Load the model's tokenizer; ``ModelConfig.chat_template`` replaces its template; pad defaults to EOS.
 
-    Returns:
-        ``(tokenizer, peft_model)``; the tokenizer's pad token defaults to its EOS token.
+    Raises:
+        ModelLoadError: the tokenizer files are missing or unreadable.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"model {model_dir}: cannot load the tokenizer ({type(e).__name__}: {e})") from e
+    if cfg.model.chat_template:
+        tokenizer.chat_template = cfg.model.chat_template
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_dir: Path, cfg: TuningConfig) -> Any:
+    """Load the base model (quantized for QLoRA, then ``prepare_model_for_kbit_training``) and wrap it with LoRA.
 
     Raises:
         ModelLoadError: transformers or bitsandbytes failed to load the weights.
     """
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    kwargs = dict(cfg.model.from_pretrained)
+    if cfg.quantization is not None:
+        kwargs["quantization_config"] = cfg.quantization
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        kwargs = dict(cfg.model.from_pretrained)
-        if cfg.quantization is not None:
-            kwargs["quantization_config"] = cfg.quantization
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         raise ModelLoadError(f"model {model_dir}: cannot load ({type(e).__name__}: {e})") from e
-    if cfg.model.chat_template:
-        tokenizer.chat_template = cfg.model.chat_template
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if cfg.quantization is not None:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=bool(cfg.training.gradient_checkpointing)
         )
     model.config.use_cache = False  # the KV cache is for generation; training with it only warns and wastes memory
-    return tokenizer, get_peft_model(model, cfg.lora)
+    return get_peft_model(model, cfg.lora)
 
 
 def run_tuning(
@@ -145,10 +156,12 @@ def run_tuning(
     out.mkdir(parents=True, exist_ok=True)
     (out / COMPLETION_MARKER).unlink(missing_ok=True)
 
-    log.info("tuning.loading_model", model=str(model_dir), method=cfg.method)
-    tokenizer, model = load_model(model_dir, cfg)
+    # The data is checked before the (slow) model load, so bad data fails in seconds.
+    tokenizer = load_tokenizer(model_dir, cfg)
     splits = load_dataset(data_dir, cfg.dataset, tokenizer)
     log.info("tuning.dataset", shape=splits.shape, train_examples=len(splits.train), eval_examples=len(splits.eval))
+    log.info("tuning.loading_model", model=str(model_dir), method=cfg.method)
+    model = load_model(model_dir, cfg)
 
     collator = CausalCollator(tokenizer.pad_token_id, cfg.collator.pad_to_multiple_of)
     reporter = ProgressReporter(metrics, tokens_seen=lambda: collator.tokens_seen, clock=clock)
