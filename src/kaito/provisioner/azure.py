@@ -132,11 +132,11 @@ class AzureProvider:
             raise InstanceTypeUnavailableError(
                 f"NodeClaim {name}: spec.requirements has no {c.LABEL_INSTANCE_TYPE} In [...] entry")
         taints = [f"{t['key']}={t.get('value', '')}:{t['effect']}" for t in spec.get("taints") or []]
-        pool = AgentPool(
-            count=1, vm_size=instance_type, mode="User", os_type="Linux",
-            node_labels=dict(nodeclaim["metadata"].get("labels") or {}), node_taints=taints,
-            os_disk_size_gb=_storage_gb(nodeclaim), tags={TAG_NODECLAIM: name},
-        )
+        pool = AgentPool({"properties": {
+            "count": 1, "vmSize": instance_type, "mode": "User", "osType": "Linux",
+            "nodeLabels": dict(nodeclaim["metadata"].get("labels") or {}), "nodeTaints": taints,
+            "osDiskSizeGB": _storage_gb(nodeclaim), "tags": {TAG_NODECLAIM: name},
+        }})
         pname = pool_name(name)
         try:
             poller = await self._client.agent_pools.begin_create_or_update(
@@ -249,7 +249,8 @@ def _translate(exc: Exception, instance_type: str) -> ProviderError:
         message = str(exc.error.message if exc.error is not None and exc.error.message else exc.message)
         status = exc.status_code or 0
         if status == 429:
-            retry = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            response: Any = exc.response
+            retry = response.headers.get("Retry-After") if response is not None else None
             return ThrottledError(f"ARM throttled the request: {message}",
                                   retry_after=float(retry) if retry and retry.isdigit() else None)
         if code in _QUOTA_CODES or "quota" in message.lower():
