@@ -130,12 +130,11 @@ def make_provider(opts: OperatorOptions, client: Any, *, clock: Clock | None = N
             f"--provider azure is not available: {exc.name} cannot be imported; install kaito-py[azure] "
             "(and use a build that contains kaito.provisioner.azure), or use --provider none with your own nodes"
         ) from None
-    factory = getattr(azure, "from_options", None) or azure.AzureProvider
-    provider: Provider = factory(
-        client,
+    provider: Provider = azure.AzureProvider(
         subscription_id=opts.azure_subscription_id,
         resource_group=opts.azure_resource_group,
         cluster_name=opts.azure_cluster_name,
+        node_client=client,
     )
     return provider
 
