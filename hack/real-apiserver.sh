@@ -305,6 +305,8 @@ cmd_start() {
     return 0
   fi
   cmd_stop quiet
+  # A failed start (a component exits, /readyz times out) must not leave the others running.
+  trap 'rc=$?; if [ "$rc" != 0 ]; then log "start failed; stopping what was started"; cmd_stop quiet; fi' EXIT
   local tc te ta
   gen_certs "$STATE/pki"
   tc=$(date +%s.%N)
@@ -369,6 +371,7 @@ export REAL_APISERVER_URL=$url
 export REAL_APISERVER_STATE=$STATE
 EOF
   echo "$url" >"$STATE/url"
+  trap - EXIT
   log "timings: certs+packages=$(elapsed "$t0" "$tc")s etcd=$(elapsed "$tc" "$te")s apiserver-readyz=$(elapsed "$te" "$ta")s"
   log "ready in $(elapsed "$t0" "$(date +%s.%N)")s: $url  KUBECONFIG=$STATE/kubeconfig (token: $STATE/kubeconfig-token)"
 }
