@@ -119,6 +119,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: fl
         await asyncio.sleep(0.05)
 
 
+async def _wait_for_default_service_account(c: Cluster) -> None:
+    """A real server's ServiceAccount admission refuses pods until the namespace's ``default`` ServiceAccount
+    (and, before 1.24, its token secret) exists; the emulator runs no such admission plugin."""
+
+    async def ready() -> bool:
+        status, sa = await c.request("GET", f"/api/v1/namespaces/{c.namespace}/serviceaccounts/default")
+        return status == 200 and (c.minor >= 24 or bool(sa.get("secrets")))
+
+    await eventually(ready, "the namespace's default ServiceAccount token")
+
+
 def _minor(version: dict[str, Any]) -> int:
     return int("".join(ch for ch in str(version.get("minor", "0")) if ch.isdigit()) or 0)
 
@@ -143,6 +154,8 @@ async def cluster() -> AsyncIterator[Cluster]:
             c = Cluster(kubeconfig, http, namespace, minor, emulator)
             status, body = await c.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
             assert status == 201, body
+            if emulator is None:
+                await _wait_for_default_service_account(c)
             try:
                 yield c
             finally:

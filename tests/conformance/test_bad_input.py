@@ -24,11 +24,12 @@ async def test_bad_bodies_and_documents(cluster: Cluster) -> None:
         ("PATCH", path, b'{"data": {"k": "x"}}', "application/json-patch+json", 400, "BadRequest"),
         ("PATCH", path, b'[{"op": "remove", "path": "/data/missing"}]', "application/json-patch+json", 422,
          "Invalid"),
-        ("PATCH", path, b"not json", "application/merge-patch+json", 400, "BadRequest"),
     ]
+    if cluster.minor >= 21:  # 1.20 answers a malformed merge patch with a reason-less 500 "Invalid JSON Patch"
+        cases.append(("PATCH", path, b"not json", "application/merge-patch+json", 400, "BadRequest"))
     for method, url, raw, ctype, code, reason in cases:
         status, body = await cluster.request(method, url, raw=raw, content_type=ctype)
-        assert (status, body["reason"]) == (code, reason), (method, raw, body)
+        assert (status, body.get("reason")) == (code, reason), (method, raw, body)
     await _unchanged(cluster, before)
 
 

@@ -18,8 +18,7 @@ async def test_server_sets_uid_timestamp_and_a_global_increasing_version(cluster
     versions = []
     uids = set()
     for i in range(3):
-        cm = await cluster.create("configmaps", {"metadata": {"name": f"c{i}", "uid": "client-set",
-                                                              "resourceVersion": "999999"}})
+        cm = await cluster.create("configmaps", {"metadata": {"name": f"c{i}", "uid": "client-set"}})
         secret = await cluster.create("secrets", {"metadata": {"name": f"s{i}"}})
         for obj in (cm, secret):
             versions.append(int(obj["metadata"]["resourceVersion"]))
@@ -55,3 +54,9 @@ async def test_namespace_comes_from_the_url(cluster: Cluster) -> None:
     status, body = await cluster.request("POST", cluster.ns_path("configmaps"),
                                          {"metadata": {"name": "m", "namespace": "default"}})
     assert (status, body["reason"]) == (400, "BadRequest")
+
+
+async def test_resource_version_on_create_is_refused(cluster: Cluster) -> None:
+    status, body = await cluster.request("POST", cluster.ns_path("configmaps"),
+                                         {"metadata": {"name": "rv", "resourceVersion": "5"}})
+    assert (status, body["message"]) == (500, "resourceVersion should not be set on objects to be created")

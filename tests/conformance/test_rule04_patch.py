@@ -45,7 +45,8 @@ async def test_strategic_merge_merges_containers_by_name(cluster: Cluster) -> No
     status, body = await cluster.request("PATCH", path, patch, STRATEGIC)
     assert status == 200
     containers = body["spec"]["template"]["spec"]["containers"]
-    assert [(c["name"], c["image"]) for c in containers] == [("c", "busybox:2"), ("sidecar", "envoy")]
+    # patch items in patch order (apimachinery's normalizeElementOrder)
+    assert [(c["name"], c["image"]) for c in containers] == [("sidecar", "envoy"), ("c", "busybox:2")]
     delete = {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}
     status, body = await cluster.request("PATCH", path, delete, STRATEGIC)
     assert [c["name"] for c in body["spec"]["template"]["spec"]["containers"]] == ["c"]

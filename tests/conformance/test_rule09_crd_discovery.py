@@ -28,7 +28,9 @@ async def test_schema_validation_names_fields(cluster: Cluster) -> None:
                                          widget("bad", size=0, color="pink", parts=[{"count": 1}]))
     assert (status, body["reason"]) == (422, "Invalid")
     fields = {c["field"] for c in body["details"]["causes"]}
-    assert {"spec.size", "spec.color", "spec.parts[0].name"} <= fields
+    assert {"spec.size", "spec.color"} <= fields
+    # 1.20 reports a required field inside a list without the index (spec.parts.name); newer servers index it
+    assert fields & {"spec.parts[0].name", "spec.parts.name"}
     status, _ = await cluster.request("GET", cluster.ns_path("widgets", WIDGET_API, "bad"))
     assert status == 404
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import Cluster
 from .test_rule02_metadata import DEPLOYMENT
 
+NS = "<the test namespace>"
 POD_SPEC = {"containers": [{"name": "c", "image": "busybox"}]}
 
 
@@ -14,11 +17,12 @@ POD_SPEC = {"containers": [{"name": "c", "image": "busybox"}]}
     ("v1", "services", {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}),
     ("v1", "configmaps", {"metadata": {"name": "c"}, "data": {"k": "v"}}),
     ("v1", "secrets", {"metadata": {"name": "s"}, "stringData": {"k": "v"}}),
-    ("v1", "events", {"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"},
+    ("v1", "events", {"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": NS},
                       "reason": "Test", "message": "m", "type": "Normal"}),
     ("events.k8s.io/v1", "events", {"metadata": {"name": "e2"}, "eventTime": "2026-01-01T00:00:00.000000Z",
                                     "reportingController": "test", "reportingInstance": "i", "action": "A",
-                                    "reason": "R", "type": "Normal", "regarding": {"kind": "Pod", "name": "p"}}),
+                                    "reason": "R", "type": "Normal",
+                                    "regarding": {"kind": "Pod", "name": "p", "namespace": NS}}),
     ("coordination.k8s.io/v1", "leases", {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me",
                                                                               "leaseDurationSeconds": 15}}),
     ("apps/v1", "controllerrevisions", {"metadata": {"name": "r"}, "revision": 1, "data": {"x": 1}}),
@@ -29,6 +33,7 @@ POD_SPEC = {"containers": [{"name": "c", "image": "busybox"}]}
         "template": {"metadata": {"labels": {"a": "b"}}, "spec": POD_SPEC}}}),
 ])
 async def test_namespaced_builtin_round_trip(cluster: Cluster, group_version: str, resource: str, body: dict) -> None:
+    body = json.loads(json.dumps(body).replace(NS, cluster.namespace))
     created = await cluster.create(resource, body, group_version)
     status, got = await cluster.request("GET", cluster.ns_path(resource, group_version, created["metadata"]["name"]))
     assert status == 200 and got["metadata"]["uid"] == created["metadata"]["uid"]
@@ -80,7 +85,7 @@ async def test_pod_binding_sets_the_node_once(cluster: Cluster) -> None:
 async def test_pod_log_rules_without_a_kubelet(cluster: Cluster) -> None:
     await cluster.create("pods", {"metadata": {"name": "p"}, "spec": POD_SPEC})
     status, body = await cluster.request("GET", cluster.ns_path("pods", name="p", sub="log"))
-    assert (status, body) == (200, "")  # not scheduled yet: an empty log
+    assert (status, body) == (204, "")  # not scheduled yet: no log location, 204 No Content
     two = {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}
     await cluster.create("pods", {"metadata": {"name": "two"}, "spec": two})
     status, body = await cluster.request("GET", cluster.ns_path("pods", name="two", sub="log"))
@@ -98,6 +103,10 @@ async def test_deployment_scale_and_status(cluster: Cluster) -> None:
                                           {"spec": {"replicas": 4}}, "application/merge-patch+json")
     assert status == 200 and scale["spec"]["replicas"] == 4
     status, dep = await cluster.request("PATCH", cluster.ns_path("deployments", "apps/v1", "d", "status"),
-                                        {"status": {"readyReplicas": 2}}, "application/merge-patch+json")
+                                        {"status": {"replicas": 4, "readyReplicas": 2}},
+                                        "application/merge-patch+json")
     assert status == 200 and dep["spec"]["replicas"] == 4 and dep["status"]["readyReplicas"] == 2
+    status, body = await cluster.request("PATCH", cluster.ns_path("deployments", "apps/v1", "d", "status"),
+                                         {"status": {"readyReplicas": 9}}, "application/merge-patch+json")
+    assert (status, body["details"]["causes"][0]["field"]) == (422, "status.readyReplicas")
     assert dep["metadata"]["generation"] == 2

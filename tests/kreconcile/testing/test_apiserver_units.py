@@ -55,12 +55,12 @@ def test_strategic_merge_directives() -> None:
              "tolerations": [{"key": "other"}]}
     out = strategic_merge("Pod", ("spec",), spec, patch)
     assert [c["name"] for c in out["containers"]] == ["b", "a"]
-    assert out["containers"][1]["env"] == [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]
+    assert out["containers"][1]["env"] == [{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}]
     assert out["tolerations"] == [{"key": "other"}]  # no merge key: replaced, as in k8s.io/api
     replaced = strategic_merge("Pod", ("spec",), spec, {"containers": [{"$patch": "replace"}, {"name": "c"}]})
     assert replaced["containers"] == [{"name": "c"}]
     merged = strategic_merge("Pod", (), {"metadata": {"finalizers": ["a"]}}, {"metadata": {"finalizers": ["b"]}})
-    assert merged["metadata"]["finalizers"] == ["a", "b"]
+    assert merged["metadata"]["finalizers"] == ["b", "a"]  # patch items first (normalizeElementOrder)
     deleted = strategic_merge("Pod", (), {"metadata": {"finalizers": ["a", "b"]}},
                               {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})
     assert deleted["metadata"]["finalizers"] == ["b"]
@@ -74,7 +74,9 @@ def test_strategic_merge_of_containers_is_a_keyed_union(original: list[str], pat
     spec = {"containers": [{"name": n, "image": "old"} for n in original]}
     out = strategic_merge("Pod", ("spec",), spec, {"containers": [{"name": n, "image": "new"} for n in patched]})
     result = [c["name"] for c in out["containers"]]
-    assert result == original + [n for n in patched if n not in original]
+    assert sorted(result) == sorted(set(original) | set(patched))
+    assert [n for n in result if n in patched] == patched  # patch order kept
+    assert [n for n in result if n not in patched] == [n for n in original if n not in patched]
     assert all(c["image"] == ("new" if c["name"] in patched else "old") for c in out["containers"])
 
 

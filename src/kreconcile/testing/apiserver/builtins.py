@@ -203,6 +203,27 @@ def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) 
                                 "FieldValueForbidden"))
     elif key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         causes.extend(crd.validate_crd(obj, old))
+    elif key in (("", "events"), ("events.k8s.io", "events")):
+        ref = obj.get("involvedObject") if key[0] == "" else obj.get("regarding")
+        ref_ns = (ref or {}).get("namespace") or ""
+        ns = obj["metadata"].get("namespace") or ""
+        if (ref_ns and ref_ns != ns) or (not ref_ns and ns not in ("", "default")):
+            causes.append(cause("involvedObject.namespace", f'Invalid value: "{ref_ns}": does not match '
+                                "event.namespace"))
+    if key in (("apps", "deployments"), ("apps", "statefulsets"), ("apps", "replicasets")):
+        status = obj.get("status") or {}
+        replicas = int(status.get("replicas") or 0)
+        ready = int(status.get("readyReplicas") or 0)
+        if ready > replicas:
+            causes.append(cause("status.readyReplicas", f"Invalid value: {ready}: cannot be greater than "
+                                "status.replicas"))
+        available = int(status.get("availableReplicas") or 0)
+        if available > replicas:
+            causes.append(cause("status.availableReplicas", f"Invalid value: {available}: cannot be greater "
+                                "than status.replicas"))
+        if key == ("apps", "deployments") and available > ready:
+            causes.append(cause("status.availableReplicas", f"Invalid value: {available}: cannot be greater "
+                                "than readyReplicas"))
     if causes:
         raise invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
 

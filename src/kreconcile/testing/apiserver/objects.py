@@ -87,6 +87,18 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
             causes.append(cause("metadata.labels", f'Invalid value: "{v}": a valid label must be an empty string or '
                                 "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
                                 "alphanumeric character"))
+    # finalizers must be qualified names; built-in kinds (validateKubeFinalizerName) also need a "/" unless
+    # standard, while custom resources and CRDs (apimachinery's generic validation) do not
+    standard = {"kubernetes", "orphan", "foregroundDeletion"}
+    kube_rule = rt.crd is None and rt.group != "apiextensions.k8s.io"
+    for i, fin in enumerate(meta.get("finalizers") or []):
+        text = str(fin)
+        if not _valid_qualified_name(text):
+            causes.append(cause(f"metadata.finalizers[{i}]", f'Invalid value: "{fin}": a qualified name must '
+                                "consist of alphanumeric characters, '-', '_' or '.'"))
+        elif kube_rule and "/" not in text and text not in standard:
+            causes.append(cause(f"metadata.finalizers[{i}]", f'Invalid value: "{fin}": name is neither a '
+                                "standard finalizer name nor is it fully qualified"))
     annotations = meta.get("annotations") or {}
     if not isinstance(annotations, dict) or any(not isinstance(v, str) for v in annotations.values()):
         causes.append(cause("metadata.annotations", "Invalid value: annotations must be a map of strings"))

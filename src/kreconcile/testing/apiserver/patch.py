@@ -47,23 +47,50 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
+def _normalize_order(merged: list[Any], patch_order: list[Any], original: list[Any], ident: Any) -> list[Any]:
+    """``normalizeElementOrder`` of apimachinery's strategicpatch: items named by the patch (or its
+    ``$setElementOrder``) in patch order, server-only items in live order, then merged so a server-only item goes
+    before a patch item only when both are in the live list and it came first there."""
+    patch_ids = [ident(p) for p in patch_order]
+    live_ids = [ident(o) for o in original]
+    in_patch = [m for m in merged if ident(m) in patch_ids]
+    in_patch.sort(key=lambda m: patch_ids.index(ident(m)))
+    server_only = [m for m in merged if ident(m) not in patch_ids]
+    server_only.sort(key=lambda m: live_ids.index(ident(m)) if ident(m) in live_ids else len(live_ids))
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(in_patch):
+        if j >= len(in_patch):
+            out.append(server_only[i])
+            i += 1
+        elif i >= len(server_only):
+            out.append(in_patch[j])
+            j += 1
+        else:
+            li, ri = ident(server_only[i]), ident(in_patch[j])
+            if li in live_ids and ri in live_ids and live_ids.index(li) < live_ids.index(ri):
+                out.append(server_only[i])
+                i += 1
+            else:
+                out.append(in_patch[j])
+                j += 1
+    return out
+
+
 def _strategic_list(kind: str, path: tuple[str, ...], original: list[Any], patch: list[Any],
                     order: list[Any] | None) -> list[Any]:
     key = merge_key(kind, path)
     name = path[-1] if path else ""
     if key is None:
         if name in MERGE_SETS:
-            out = list(original)
-            for item in patch:
-                if item not in out:
-                    out.append(item)
-            if order is not None:
-                out.sort(key=lambda x: order.index(x) if x in order else len(order))
-            return out
+            merged = list(original) + [p for p in patch if p not in original]
+            merged = [m for i, m in enumerate(merged) if m not in merged[:i]]
+            return _normalize_order(merged, order if order is not None else patch, original, lambda x: x)
         if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
             return [p for p in patch if not (isinstance(p, dict) and "$patch" in p)]
         return [_strip_directives(p) for p in patch]
     out = [dict(x) if isinstance(x, dict) else x for x in original]
+    named: list[Any] = []
     for item in patch:
         if not isinstance(item, dict):
             raise bad_request(f"unable to strategic merge list {'.'.join(path)}: items must be objects")
@@ -76,14 +103,16 @@ def _strategic_list(kind: str, path: tuple[str, ...], original: list[Any], patch
             if idx is not None:
                 out.pop(idx)
             continue
+        named.append(item)
         if idx is None:
             out.append(_strip_directives(item))
         else:
             out[idx] = strategic_merge(kind, path, out[idx], item)
-    if order is not None:
-        keys = [o.get(key) if isinstance(o, dict) else o for o in order]
-        out.sort(key=lambda x: keys.index(x.get(key)) if isinstance(x, dict) and x.get(key) in keys else len(keys))
-    return out
+
+    def ident(x: Any) -> Any:
+        return x.get(key) if isinstance(x, dict) else x
+
+    return _normalize_order(out, order if order is not None else named, original, ident)
 
 
 def _strip_directives(value: Any) -> Any:
@@ -163,7 +192,10 @@ def apply_patch(rt: ResourceType, current: dict[str, Any], content_type: str, bo
         except (jsonpatch.InvalidJsonPatch, TypeError, KeyError, AttributeError) as e:
             raise bad_request(f"invalid JSON patch: {e}") from e
     elif content_type == MERGE_PATCH:
-        doc = _load(body)
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise bad_request("Invalid JSON Patch") from e
         if not isinstance(doc, dict):
             raise bad_request("error decoding patch: a merge patch must be a JSON object")
         result = merge_patch(current, doc)

@@ -176,6 +176,9 @@ class Registry:
         ``managed_fields`` replaces the Update bookkeeping (server-side apply passes its Apply entry)."""
         obj = objects.check_identity(rt, objects.clone(body), namespace, None)
         meta = obj["metadata"]
+        if meta.get("resourceVersion") and managed_fields is None:
+            # the real etcd3 store's ErrResourceVersionSetOnCreate, answered as a reason-less 500
+            raise APIError(500, "", "resourceVersion should not be set on objects to be created")
         if not meta.get("name") and meta.get("generateName"):
             for _ in range(8):
                 meta["name"] = objects.generate_name(meta["generateName"])

@@ -99,6 +99,7 @@ class APIServer:
             self._tmp = tempfile.mkdtemp(prefix="kreconcile-apiserver-")
             self._workdir = Path(self._tmp)
         await self._bootstrap()
+        self.store.start_rv = self.store.rv
         self.gc = GarbageCollector(self.registry)
         self._tasks.append(asyncio.create_task(self.gc.run()))
         ssl_ctx = None

@@ -112,6 +112,8 @@ class Store:
         if window < 1:
             raise ValueError("watch_window must be >= 1 (events retained per resource for watch resume)")
         self.rv = 0
+        self.start_rv = 0
+        self.last_rv: dict[Key, int] = {}
         self.window = window
         self.max_queue = max_queue
         self.objects: dict[Key, dict[tuple[str, str], dict[str, Any]]] = {}
@@ -175,6 +177,7 @@ class Store:
         self.rv = max(self.rv, int(meta.get("resourceVersion") or 0))
 
     def _emit(self, event: Event) -> None:
+        self.last_rv[event.key] = event.rv
         log = self.logs.setdefault(event.key, deque())
         log.append(event)
         while len(log) > self.window:
@@ -187,8 +190,11 @@ class Store:
 
     # ---- watch -------------------------------------------------------------------------------------------
     def too_old(self, key: Key, since: int) -> int | None:
-        """If a watch from ``since`` cannot be served from the log, the oldest version it can resume from."""
-        dropped = self.dropped_upto.get(key, 0)
+        """If a watch from ``since`` cannot be served from the log, the oldest version it can resume from.
+
+        The log starts at :attr:`start_rv` (set when the server starts), as the real watch cache starts from its
+        initial list: a watch from an older version is 410 even before the window fills."""
+        dropped = self.dropped_upto.get(key, self.start_rv)
         return dropped if since < dropped else None
 
     def subscribe(

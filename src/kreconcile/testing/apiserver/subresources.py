@@ -3,7 +3,7 @@ subresource), ``pods/binding`` (the scheduler's bind), ``pods/log``, ``pods/evic
 ``namespaces/finalize``.
 
 ``pods/log`` streams from the provider set with :meth:`APIServer.set_pod_log_provider` (the local kubelet); with
-none, it answers like the real server: an empty 200 for an unscheduled pod, 400 when a multi-container pod's
+none, it answers like the real server: 204 No Content for an unscheduled pod, 400 when a multi-container pod's
 ``container`` is not given or unknown, and 500 when no kubelet serves the node.
 """
 
@@ -193,8 +193,8 @@ async def _logs(server: APIServer, request: web.Request, namespace: str, name: s
         raise bad_request(f"container {container} is not valid for pod {name}")
     node = (pod.get("spec") or {}).get("nodeName")
     if not node:
-        # the real LogLocation returns no location for an unscheduled pod: an empty 200 stream
-        return web.Response(body=b"", content_type="text/plain")
+        # the real LogLocation returns no location for an unscheduled pod: 204 No Content
+        return web.Response(status=204)
     provider = server.pod_log_provider
     if provider is None:
         raise APIError(500, "InternalError", f'Get "https://{node}:10250/containerLogs/{namespace}/{name}/'

@@ -5,9 +5,10 @@
   ``ERROR`` event with a 410 ``Expired`` Status (HTTP 200), exactly like the real watch cache, then ends.
 - ``sendInitialEvents=true`` (with ``resourceVersionMatch=NotOlderThan``): the initial ADDED burst followed by a
   BOOKMARK annotated ``k8s.io/initial-events-end: "true"``.
-- ``allowWatchBookmarks=true``: a BOOKMARK (``kind``, ``apiVersion``, ``metadata.resourceVersion`` only) every
-  ``bookmark_interval`` seconds of the server's clock, and one 2 s before the deadline (the real cacher's
-  ``nextBookmarkTime``), so a client resuming after the timeout has a fresh version.
+- ``allowWatchBookmarks=true``: a BOOKMARK (``kind``, ``apiVersion``, ``metadata.resourceVersion``) every
+  ``bookmark_interval`` seconds of the server's clock and 2 s before the deadline (the real cacher's
+  ``nextBookmarkTime``), carrying the resource's last event version, and only when that is newer than what the
+  client already has (so an idle resource sends none, as kube-apiserver 1.20 does).
 - ``timeoutSeconds``: the stream ends cleanly after that many seconds of the server's clock (default: a random
   30-60 minutes, the real server's ``--min-request-timeout`` rule).
 """
@@ -40,6 +41,13 @@ def _next_bookmark(now: float, deadline: float, interval: float) -> float:
     if now < before_deadline:
         return min(now + interval, before_deadline)
     return now + interval
+
+
+def _bookmark(rt: ResourceType, rv: int, annotations: dict[str, str] | None = None) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
+    if annotations:
+        meta["annotations"] = annotations
+    return _line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta})
 
 
 async def _sleep_then_wake(clock: Any, seconds: float, watcher: Any) -> None:
@@ -110,13 +118,13 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
 
         chunk = b"".join(encode(i) for i in initial)
         if initial_events:
-            chunk += _line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {
-                "resourceVersion": str(server.store.rv), "annotations": {"k8s.io/initial-events-end": "true"}}})
+            chunk += _bookmark(rt, server.store.rv, {"k8s.io/initial-events-end": "true"})
         if chunk:
             await resp.write(chunk)
         clock = server.clock
         deadline = clock.now() + timeout
         next_bookmark = _next_bookmark(clock.now(), deadline, server.bookmark_interval)
+        sent_rv = since if since is not None else server.store.rv
         loop = asyncio.get_running_loop()
         timer: asyncio.Future[Any] | None = None
         timer_due = -1.0
@@ -129,7 +137,9 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
                 if watcher.pending:
                     lines = []
                     while watcher.pending:
-                        lines.append(encode(watcher.pending.popleft()))
+                        item = watcher.pending.popleft()
+                        sent_rv = max(sent_rv, int(item[1]["metadata"].get("resourceVersion") or 0))
+                        lines.append(encode(item))
                     await resp.write(b"".join(lines))
                     continue
                 if watcher.closed:
@@ -141,8 +151,10 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType,
                     break
                 if bookmarks and now >= next_bookmark:
                     next_bookmark = _next_bookmark(now, deadline, server.bookmark_interval)
-                    await resp.write(_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                        "metadata": {"resourceVersion": str(server.store.rv)}}))
+                    last = server.store.last_rv.get(rt.key, 0)
+                    if last > sent_rv:  # like the cacher: only a version newer than what the client has
+                        sent_rv = last
+                        await resp.write(_bookmark(rt, last))
                     continue
                 wake = min(deadline, next_bookmark) if bookmarks else deadline
                 if timer is None or timer.done() or timer_due != wake:
