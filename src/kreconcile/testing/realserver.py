@@ -145,15 +145,16 @@ class RealAPIServer:
 
     ``state_dir``: where certificates, etcd data, logs, pid files and the kubeconfig go; ``None`` (default) makes a
     temporary directory that is deleted on exit. Reusing a directory keeps its objects (etcd data) across restarts.
-    ``controllers``: the kube-controller-manager ``--controllers`` list (default :data:`DEFAULT_CONTROLLERS`;
-    names as in ``kube-controller-manager --help``; ``"*"`` enables its own defaults). ``scheduler``: also start
-    kube-scheduler (off by default: without nodes every pod stays Pending either way, and LocalCluster brings its own
-    nodes). ``start_timeout``: seconds for ``start`` including a build when binaries are missing (default 1 h).
+    ``controllers``: the kube-controller-manager ``--controllers`` list (default :data:`DEFAULT_CONTROLLERS`; names
+    as in ``kube-controller-manager --help``; ``"*"`` enables its own defaults). ``scheduler``: also start
+    kube-scheduler (off by default: without nodes every pod stays Pending either way, and LocalCluster brings its
+    own nodes). ``port``: kube-apiserver's secure port on 127.0.0.1 (1-65535; default: a free port chosen at start).
+    ``start_timeout``: seconds for ``start`` including a build when binaries are missing (default 1 h).
 
     After ``__aenter__``: :attr:`kubeconfig_path` (client-certificate user in group ``system:masters``),
     :attr:`token_kubeconfig_path` (same user with a static bearer token), :attr:`url`, :attr:`ca_path`.
     Raises :class:`RealAPIServerError` with the script's output tail when start fails (everything it launched is
-    stopped first).
+    stopped first); ``ValueError``/``TypeError`` for a bad ``controllers`` or ``port``.
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class RealAPIServer:
         controllers: Sequence[str] | None = None,
         *,
         scheduler: bool = False,
+        port: int | None = None,
         script: str | os.PathLike[str] | None = None,
         start_timeout: float = 3600.0,
         stop_timeout: float = 60.0,
@@ -177,6 +179,9 @@ class RealAPIServer:
                     f"controllers: {list(controllers)!r} is not a list of kube-controller-manager controller names "
                     "(non-empty, no commas or spaces), e.g. ('garbagecollector', 'namespace', 'deployment')"
                 )
+        if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+            raise ValueError(f"port: {port!r} is not a TCP port; use 1-65535, or None for a free port")
+        self._port = port
         self._requested_state_dir = Path(state_dir) if state_dir is not None else None
         self._controllers = tuple(controllers) if controllers is not None else DEFAULT_CONTROLLERS
         self._scheduler = scheduler
@@ -230,10 +235,13 @@ class RealAPIServer:
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def _env(self) -> dict[str, str]:
-        return {
+        env = {
             "REAL_APISERVER_CONTROLLERS": ",".join(self._controllers),
             "REAL_APISERVER_SCHEDULER": "1" if self._scheduler else "0",
         }
+        if self._port is not None:
+            env["REAL_APISERVER_PORT"] = str(self._port)
+        return env
 
     async def start(self) -> None:
         """Start (building first when binaries are missing) and wait until ``/readyz`` answers 200."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from kreconcile.testing.realserver import DEFAULT_CONTROLLERS, RealAPIServer
+from kreconcile.testing.realserver import DEFAULT_CONTROLLERS, RealAPIServer, RealAPIServerError
 
 BUILD_AND_START_TIMEOUT = 3600
 
@@ -110,6 +111,11 @@ def test_controllers_must_be_a_sequence_of_names() -> None:
         RealAPIServer(controllers=("garbagecollector", "namespace,job"))
     with pytest.raises(ValueError, match="controllers"):
         RealAPIServer(controllers=())
+
+
+def test_port_must_be_a_tcp_port() -> None:
+    with pytest.raises(ValueError, match="port"):
+        RealAPIServer(port=70000)
 
 
 def test_properties_before_start_explain_how_to_start() -> None:
@@ -345,6 +351,36 @@ async def test_exit_stops_every_process_and_a_restart_keeps_the_objects(tmp_path
         pids = srv.pids()
     for name, pid in pids.items():
         assert not _alive(pid), f"{name} (pid {pid}) still running after exit"
+
+
+@pytest.mark.realserver
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_AND_START_TIMEOUT)
+async def test_a_failed_start_raises_with_the_log_and_stops_what_it_started(tmp_path: Path) -> None:
+    # Occupy a port and ask for it: kube-apiserver exits at once ("address already in use") after etcd started.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        srv = RealAPIServer(state_dir=tmp_path / "state", controllers=("namespace",), port=taken.getsockname()[1])
+        with pytest.raises(RealAPIServerError, match="kube-apiserver exited during start-up") as err:
+            await srv.start()
+    assert "address already in use" in str(err.value)
+    assert (tmp_path / "state" / "logs" / "etcd.log").is_file(), "etcd was started before kube-apiserver"
+    assert _pid_of_etcd(tmp_path / "state") is None, "etcd still running after the failed start"
+    assert not list((tmp_path / "state" / "run").glob("*.pid")), "pid files left behind"
+
+
+def _pid_of_etcd(state: Path) -> int | None:
+    """The etcd process whose --data-dir is ``state/etcd``, if any is still running."""
+    needle = f"{state}/etcd".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
 
 
 def _alive(pid: int) -> bool:
