@@ -269,3 +269,39 @@ def test_cli_unknown_model_dir_exits_4(tmp_path: Path) -> None:
 
     assert code == EXIT_MODEL
     assert "no config.json there" in events[-1]["error"]
+
+
+async def test_inference_server_serves_the_pulled_adapter_per_request(
+    lora_run: LoraRun, model_dir: Path, registry: Registry, tmp_path: Path, one_thread: None
+) -> None:
+    """The adapter, pulled from the registry into an adapter dir, is served by kaito.runtime.inference under its
+    directory name; requests for the base model name ... get base + adapter (upstream's behaviour), so the base
+    model alone is checked in test_adapters_teach_the_fact_that_the_base_model_does_not_know."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from kaito.runtime.inference.api import create_app
+    from kaito.runtime.inference.config import ServerConfig
+    from kaito.runtime.inference.server import build_service
+
+    ref = f"{registry.host}/adapters/zorblax:v2"
+    oci.push(lora_run.result.output_dir, ref, model_name="smollm2-135m-instruct", files=ADAPTER_FILES, plain_http=True)
+    oci.pull(ref, tmp_path / "adapters" / "zorblax", plain_http=True)
+    service = build_service(
+        ServerConfig(model_dir=model_dir, adapter_dir=tmp_path / "adapters", dtype="float32", device="cpu", threads=1)
+    )
+    async with TestClient(TestServer(create_app(service))) as client:
+        models = await (await client.get("/v1/models")).json()
+        r = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "zorblax",
+                "messages": [{"role": "user", "content": FACT_QUESTIONS[0]}],
+                "max_tokens": 12,
+                "temperature": 0,
+            },
+        )
+        body = await r.json()
+
+    assert "zorblax" in {m["id"] for m in models["data"]}
+    assert r.status == 200, body
+    assert "Quillmoor" in body["choices"][0]["message"]["content"]
