@@ -42,12 +42,13 @@ def model_dir() -> Path:
     return ensure_model_dir()
 
 
-def make_lora(model: Any, out: Path, seed: int) -> None:
-    """Save a rank-4 LoRA adapter on q_proj/v_proj with random A and B (seeded) for ``model`` at ``out``."""
+def make_lora(model: Any, out: Path, seed: int, alpha: int = 8) -> None:
+    """Save a rank-4 LoRA adapter on q_proj/v_proj with random A and B (seeded) for ``model`` at ``out``; with
+    ``alpha`` 32 on SmolLM2 it changes the greedy token at ~95 % of positions (8: ~33 %)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    cfg = LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     peft_model = get_peft_model(model, cfg)
     peft_model.save_pretrained(str(out))
     peft_model.unload()
@@ -228,7 +229,7 @@ def live_adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     root = tmp_path_factory.mktemp("adapters")
     for name, seed in (("lora-a", 1), ("lora-b", 2)):
-        make_lora(AutoModelForCausalLM.from_pretrained(model_dir), root / name, seed=seed)
+        make_lora(AutoModelForCausalLM.from_pretrained(model_dir), root / name, seed=seed, alpha=32)
     return root
 
 
