@@ -205,6 +205,7 @@ class DevSession:
     _started: float = field(default_factory=time.monotonic)
     _seen: dict[str, str] = field(default_factory=dict)
     _manager_task: asyncio.Task[None] | None = None
+    _webhook_registry: Any = None
     _manager_stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the cluster, operator and webhook run and the files are applied."""
@@ -237,7 +238,7 @@ class DevSession:
             DevError: another session runs on ``state_dir``, or a file cannot be read or applied.
         """
         from kaito.controllers.workspace import HTTPEndpointProber
-        from kaito.operator.main import build_operator
+        from kaito.operator.main import attach_registry, build_operator
         from kaito.operator.options import parse_options
         from kaito.webhook.server import WebhookServer
         from kreconcile import metrics
@@ -269,7 +270,8 @@ class DevSession:
         cert_dir = self.state_dir / "webhook-certs"
         bundle = generate_bundle(["localhost"], ["127.0.0.1"])
         bundle.write(cert_dir)
-        self.webhook = WebhookServer(cert_dir=cert_dir, host="127.0.0.1", port=0, registry=metrics.REGISTRY)
+        self._webhook_registry = attach_registry(metrics.REGISTRY)
+        self.webhook = WebhookServer(cert_dir=cert_dir, host="127.0.0.1", port=0, registry=self._webhook_registry)
         await self.webhook.start()
         await self._apply(webhook_configurations(bundle.ca, url=self.webhook.url)[1])
         self.say(f"admission webhook serving on {self.webhook.url}")
@@ -422,6 +424,12 @@ class DevSession:
             with contextlib.suppress(Exception):
                 await self.webhook.stop()
             self.webhook = None
+        if self._webhook_registry is not None:
+            from kaito.operator.main import detach_registry
+            from kreconcile import metrics
+
+            detach_registry(metrics.REGISTRY, self._webhook_registry)
+            self._webhook_registry = None
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 await self.cluster.stop()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from kaito.controllers import setup_controllers
 from kaito.operator.certs import ensure_certificate, inject_ca_bundle
@@ -99,17 +100,40 @@ class WebhookRunnable:
             patched = await inject_ca_bundle(self.client, bundle.ca)
             if patched:
                 log.info("webhook caBundle injected", configurations=patched)
-        self.server = WebhookServer(
-            cert_dir=self.cert_dir, host=self.host, port=self.port, auto_provisioning=self.auto_provisioning,
-            registry=self.registry,
-        )
-        await self.server.start()
-        self.ready.set()
-        log.info("webhook serving", url=self.server.url)
+        sub = attach_registry(self.registry) if self.registry is not None else None
         try:
-            await stop.wait()
+            self.server = WebhookServer(
+                cert_dir=self.cert_dir, host=self.host, port=self.port, auto_provisioning=self.auto_provisioning,
+                registry=sub,
+            )
+            await self.server.start()
+            self.ready.set()
+            log.info("webhook serving", url=self.server.url)
+            try:
+                await stop.wait()
+            finally:
+                await self.server.stop()
         finally:
-            await self.server.stop()
+            if sub is not None:
+                detach_registry(self.registry, sub)
+
+
+def attach_registry(parent: CollectorRegistry) -> CollectorRegistry:
+    """A fresh registry whose metrics ``parent`` serves (so a component's metrics can be removed again with
+    :func:`detach_registry`, and a restarted component in the same process registers its names anew).
+
+    Raises:
+        ValueError: a registry with the same metric names is already attached (two webhooks in one process).
+    """
+    sub = CollectorRegistry(auto_describe=True)
+    parent.register(sub)
+    return sub
+
+
+def detach_registry(parent: CollectorRegistry, sub: CollectorRegistry) -> None:
+    """Undo :func:`attach_registry` (no error when already detached)."""
+    with contextlib.suppress(KeyError):
+        parent.unregister(sub)
 
 
 def make_provider(opts: OperatorOptions, client: Any, *, clock: Clock | None = None) -> Provider | None:
