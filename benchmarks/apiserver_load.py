@@ -106,8 +106,8 @@ async def _fanout(http: aiohttp.ClientSession, base: str, watchers: int, writes:
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1], "max_ms": latencies[-1]}
 
 
-async def _scale(http: aiohttp.ClientSession, base: str, objects: int, watchers: int, pid: int | None
-                 ) -> dict[str, Any]:
+async def _scale(http: aiohttp.ClientSession, base: str, objects: int, watchers: int, pid: int | None,
+                 churn: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rss_start_mib": _rss_mib(pid)}
     await _writes(http, base, objects, 32, "obj")
     out["rss_after_objects_mib"] = _rss_mib(pid)
@@ -132,11 +132,11 @@ async def _scale(http: aiohttp.ClientSession, base: str, objects: int, watchers:
         await r.read()
     for rounds in (1, 2):
         start = time.perf_counter()
-        for n in range(200):
+        for n in range(churn):
             async with http.patch(f"{base}/churn", data=json.dumps({"data": {"n": str(n)}}),
                                   headers={"Content-Type": "application/merge-patch+json"}) as r:
                 await r.read()
-        out[f"churn{rounds}_writes_per_s"] = 200 / (time.perf_counter() - start)
+        out[f"churn{rounds}_writes_per_s"] = churn / (time.perf_counter() - start)
         await asyncio.sleep(1.0)
         out[f"rss_after_churn{rounds}_mib"] = _rss_mib(pid)
     stop.set()
@@ -170,7 +170,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 async with http.post("/api/v1/namespaces", json={"metadata": {"name": scale_ns}}) as r:
                     assert r.status == 201
                 result["scale"] = await _scale(http, f"/api/v1/namespaces/{scale_ns}/configmaps", args.objects,
-                                               args.watchers, pid)
+                                               args.watchers, pid, args.churn_writes)
                 for name in (ns, scale_ns):
                     async with http.delete(f"/api/v1/namespaces/{name}") as r:
                         await r.read()
@@ -190,6 +190,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--fanout-writes", type=int, default=20, help="updates for fan-out latency (default 20)")
     p.add_argument("--objects", type=int, default=10_000, help="objects for the scale run (default 10000)")
     p.add_argument("--watchers", type=int, default=1000, help="watchers for the scale run (default 1000)")
+    p.add_argument("--churn-writes", type=int, default=100,
+                   help="updates per churn round, each delivered to every scale watcher (default 100)")
     return p.parse_args()
 
 
