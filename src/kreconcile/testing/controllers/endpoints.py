@@ -192,7 +192,8 @@ class EndpointsReconciler:
         await ignore_not_found(self.client.patch(with_kind(current, gvk), {f: desired.get(f) for f in fields}))
 
 
-def _services_selecting(cache: Cache, pod: dict[str, Any]) -> list[Request]:
+def services_selecting(cache: Cache, pod: dict[str, Any]) -> list[Request]:
+    """The Services of the pod's namespace whose selector matches its labels (a watch map function)."""
     namespace = (pod.get("metadata") or {}).get("namespace")
     labels = (pod.get("metadata") or {}).get("labels") or {}
     informer = cache.get_informer(SERVICE)
@@ -211,7 +212,7 @@ def setup_endpoints_controller(manager: ManagerLike, client: Client, cache: Cach
         Builder(manager)
         .named("localcluster-endpoints")
         .for_(SERVICE)
-        .watches(POD, lambda pod: _services_selecting(cache, pod))
+        .watches(POD, lambda pod: services_selecting(cache, pod))
         .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(EndpointsReconciler(client, cache))
     )

@@ -4,7 +4,9 @@ Each port of each Service gets a listener on ``127.0.0.1:<free port>`` for as lo
 (:meth:`ServiceProxy.address`). A connection goes to the next ready backend, round-robin: the backends are the
 Service's Endpoints ``addresses`` (ready pods; whoever wrote them, our endpoints controller or a real
 kube-controller-manager), each mapped through its ``targetRef`` and port to the local port the pod's kubelet
-allocated. No ready backend → the connection is closed at once (like a Service without endpoints rejecting).
+allocated; when the Endpoints have none (a real kube-apiserver refuses loopback addresses, so its endpoints
+controller cannot list local pods), the Ready pods the Service's selector matches. No ready backend → the
+connection is closed at once (like a Service without endpoints rejecting).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from kreconcile.builder import Builder, ManagerLike
 from kreconcile.cache import Cache
 from kreconcile.controller import Controller
 from kreconcile.errors import NotFound
+from kreconcile.labels import selector_from_labels
 from kreconcile.reconcile import Request, Result
-from kreconcile.testing.controllers._common import ENDPOINTS, SERVICE
+from kreconcile.testing.controllers._common import ENDPOINTS, POD, SERVICE, is_deleting, is_ready
+from kreconcile.testing.controllers.endpoints import resolve_target_port, services_selecting
 
 log = structlog.get_logger("kreconcile.testing.serviceproxy")
 
@@ -112,8 +116,13 @@ class ServiceProxy:
         return list(listener.backends) if listener is not None else []
 
     async def sync(self, service: dict[str, Any] | None, endpoints: dict[str, Any] | None,
-                   namespace: str, name: str) -> None:
-        """Open/close listeners for the Service's ports and point them at its ready endpoints."""
+                   namespace: str, name: str, pods: list[dict[str, Any]] | None = None) -> None:
+        """Open/close listeners for the Service's ports and point them at its ready endpoints.
+
+        When the Endpoints list no usable address, the Ready ``pods`` (those the Service's selector matches) are
+        used instead: a real kube-apiserver refuses loopback Endpoints addresses, and every local pod is on
+        127.0.0.1.
+        """
         wanted: dict[int, dict[str, Any]] = {}
         if service is not None:
             for sp in (service.get("spec") or {}).get("ports") or []:
@@ -130,7 +139,7 @@ class ServiceProxy:
                 self._listeners[key] = listener
                 log.info("service_proxy_listening", namespace=namespace, name=name, port=port,
                          address=f"127.0.0.1:{listener.port}")
-            listener.backends = self._backends(sp, endpoints, namespace)
+            listener.backends = self._backends(sp, endpoints, namespace) or self._pod_backends(sp, pods or [])
 
     def _backends(self, sp: dict[str, Any], endpoints: dict[str, Any] | None, namespace: str) -> list[int]:
         out: list[int] = []
@@ -147,6 +156,19 @@ class ServiceProxy:
                 local = self.lookup(ref.get("namespace") or namespace, ref.get("name", ""), int(match["port"]))
                 if local is not None:
                     out.append(local)
+        return out
+
+    def _pod_backends(self, sp: dict[str, Any], pods: list[dict[str, Any]]) -> list[int]:
+        out: list[int] = []
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            if not is_ready(pod) or is_deleting(pod):
+                continue
+            number = resolve_target_port(sp, pod)
+            if number is None:
+                continue
+            local = self.lookup(pod["metadata"].get("namespace", ""), pod["metadata"]["name"], number)
+            if local is not None:
+                out.append(local)
         return out
 
     async def close(self) -> None:
@@ -173,11 +195,19 @@ class ServiceProxyReconciler:
             endpoints = await self.cache.get(ENDPOINTS, request.name, namespace)
         except NotFound:
             endpoints = None
-        await self.proxy.sync(service, endpoints, namespace, request.name)
-        if service is not None and endpoints is not None and not self.proxy.backends(
-            namespace, request.name, int(((service.get("spec") or {}).get("ports") or [{"port": 0}])[0]["port"])
-        ) and any(s.get("addresses") for s in endpoints.get("subsets") or []):
-            return Result(requeue_after=0.5)  # ready pods whose local port is not known yet
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        pods: list[dict[str, Any]] = []
+        if selector:
+            matcher = selector_from_labels({str(k): str(v) for k, v in selector.items()})
+            pods = [p for p in await self.cache.list(POD, namespace)
+                    if matcher.matches((p.get("metadata") or {}).get("labels") or {})]
+        await self.proxy.sync(service, endpoints, namespace, request.name, pods)
+        ports = ((service or {}).get("spec") or {}).get("ports") or []
+        listed = any(s.get("addresses") for s in (endpoints or {}).get("subsets") or [])
+        if ports and not self.proxy.backends(namespace, request.name, int(ports[0]["port"])) and (
+            listed or any(is_ready(p) for p in pods)
+        ):
+            return Result(requeue_after=0.5)  # ready pods whose local port is not known (or not ready) yet
         return Result()
 
 
@@ -188,6 +218,7 @@ def setup_service_proxy(manager: ManagerLike, cache: Cache, proxy: ServiceProxy)
         .named("localcluster-serviceproxy")
         .for_(SERVICE)
         .watches(ENDPOINTS, lambda ep: [Request.for_object(ep)])
+        .watches(POD, lambda pod: services_selecting(cache, pod))
         .with_options(needs_leader_election=False, skip_name_validation=True)
         .complete(ServiceProxyReconciler(cache, proxy))
     )
