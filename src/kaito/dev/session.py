@@ -210,6 +210,10 @@ class DevSession:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the cluster, operator and webhook run and the files are applied."""
 
+    def __post_init__(self) -> None:
+        # absolute: the kubeconfig's credential paths are resolved relative to the kubeconfig file itself
+        self.state_dir = Path(self.state_dir).resolve()
+
     def say(self, text: str) -> None:
         """Print a progress line with the seconds since start."""
         print(f"[{time.monotonic() - self._started:6.1f}s] {text}", file=self.out, flush=True)
