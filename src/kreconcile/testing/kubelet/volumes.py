@@ -13,7 +13,7 @@ Where volumes live (``pod_dir`` is ``<data_dir>/pods/<uid>``, ``node_dir`` is ``
 volume                     local directory                                             lifetime
 =========================  ==========================================================  ==================
 emptyDir                   ``pod_dir/volumes/<name>``                                  the pod
-configMap / secret         ``pod_dir/volumes/<name>``, one file per key (or ``items``)  the pod, refreshed
+configMap / secret         ``pod_dir/volumes/<name>``, one file per key (or ``items``)  the pod (at start)
 downwardAPI                ``pod_dir/volumes/<name>``, one file per item               the pod
 hostPath                   ``node_dir/hostpath/<path>`` (never the real host path)     the node
 persistentVolumeClaim      ``<data_dir>/pvc/<namespace>/<claimName>``                   the claim's name
