@@ -85,7 +85,7 @@ def _tls(server: RealAPIServer) -> ssl.SSLContext:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server() -> AsyncIterator[RealAPIServer]:
-    async with RealAPIServer(controllers=DEFAULT_CONTROLLERS) as srv:
+    async with RealAPIServer(controllers=DEFAULT_CONTROLLERS, scheduler=True) as srv:
         yield srv
 
 
@@ -100,6 +100,13 @@ async def namespace(rest: Rest) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     status, body = await rest.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
     assert status == 201, body
+
+    async def token_ready() -> bool:
+        # 1.20's ServiceAccount admission refuses pods (500 ServerTimeout) until `default` has its token Secret.
+        status, sa = await rest.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+        return status == 200 and bool(sa.get("secrets"))
+
+    await eventually(token_ready, what="the default ServiceAccount's token")
     return name
 
 
@@ -329,8 +336,62 @@ async def test_deployment_controller_creates_a_replicaset_and_pods(rest: Rest, n
     await eventually(two_pods, what="2 pods from the Deployment")
     owners = {p["metadata"]["ownerReferences"][0]["kind"] for p in pods}
     assert owners == {"ReplicaSet"}
-    # No node and no scheduler: the pods exist but stay unbound.
-    assert all(p["status"]["phase"] == "Pending" and not p["spec"].get("nodeName") for p in pods)
+    assert all(p["status"]["phase"] == "Pending" for p in pods), "no kubelet runs them"
+
+
+@pytest.mark.realserver
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_AND_START_TIMEOUT)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_scheduler_binds_a_pod_to_a_ready_node_with_room(rest: Rest, namespace: str) -> None:
+    node = f"node-{namespace}"
+    pod_path = f"/api/v1/namespaces/{namespace}/pods"
+    status, body = await rest.request(
+        "POST",
+        pod_path,
+        {
+            "metadata": {"name": "gpu"},
+            "spec": {
+                "containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                "nodeSelector": {"kubernetes.io/hostname": node},
+            },
+        },
+    )
+    assert status == 201, body
+
+    async def unschedulable() -> bool:
+        _, pod = await rest.request("GET", f"{pod_path}/gpu")
+        conds = {c["type"]: c for c in pod["status"].get("conditions") or []}
+        return conds.get("PodScheduled", {}).get("reason") == "Unschedulable"
+
+    await eventually(unschedulable, what="PodScheduled=False reason Unschedulable while no node fits")
+
+    status, body = await rest.request(
+        "POST", "/api/v1/nodes", {"metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}}
+    )
+    assert status == 201, body
+    resources = {"cpu": "4", "memory": "8Gi", "pods": "110", "nvidia.com/gpu": "1"}
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test"}
+    status, body = await rest.request(
+        "PATCH",
+        f"/api/v1/nodes/{node}/status",
+        {"status": {"capacity": resources, "allocatable": resources, "conditions": [ready]}},
+        "application/merge-patch+json",
+    )
+    assert status == 200, body
+    # The TaintNodesByCondition admission plugin tainted the new node not-ready; the node lifecycle controller
+    # (not started here: LocalCluster plays that role) would lift it once Ready. Lift it as that controller would.
+    assert any(t["key"] == "node.kubernetes.io/not-ready" for t in body["spec"].get("taints") or [])
+    status, body = await rest.request(
+        "PATCH", f"/api/v1/nodes/{node}", {"spec": {"taints": None}}, "application/merge-patch+json"
+    )
+    assert status == 200, body
+
+    async def bound() -> bool:
+        _, pod = await rest.request("GET", f"{pod_path}/gpu")
+        return pod["spec"].get("nodeName") == node
+
+    await eventually(bound, what="kube-scheduler to bind the pod")
 
 
 @pytest.mark.realserver
