@@ -397,17 +397,22 @@ class Client:
         label_selector: str | Mapping[str, str] | None = None,
         field_selector: str | Mapping[str, str] | None = None,
         page_size: int = 500,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
         """Every object, following ``continue`` tokens (``page_size`` per request, client-go's pager default).
         Returns one list dict whose ``metadata.resourceVersion`` is the snapshot's. If a continue token expires
-        mid-way, lists again in one unpaginated request (client-go's pager does the same)."""
+        mid-way, lists again in one unpaginated request (client-go's pager does the same).
+
+        ``resource_version="0"`` lets the server answer from its watch cache (cheaper, possibly slightly stale:
+        what informers use for their first list); None (default) asks for a consistent, current list. It is sent
+        with the first page only (continue tokens carry their own snapshot)."""
         items: list[dict[str, Any]] = []
         cont: str | None = None
         while True:
             try:
                 page = await self.list(
                     gvk, namespace, label_selector=label_selector, field_selector=field_selector,
-                    limit=page_size, continue_=cont,
+                    limit=page_size, continue_=cont, resource_version=None if cont else resource_version,
                 )
             except Expired:
                 if cont is None:

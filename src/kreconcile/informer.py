@@ -2,7 +2,8 @@
 
 How it keeps the store equal to the server (client-go's Reflector + DeltaFIFO + Indexer, without the FIFO):
 
-1. **List** every object (paginated, 500 per page) and remember the list's ``resourceVersion``. On the first list
+1. **List** every object (paginated, 500 per page; the first list with ``resourceVersion=0`` so a real server may
+   answer from its watch cache) and remember the list's ``resourceVersion``. On the first list
    every object is delivered as ``on_add(obj, is_in_initial_list=True)`` and :meth:`SharedInformer.has_synced`
    turns True.
 2. **Watch** from that resourceVersion with ``allowWatchBookmarks`` and a server timeout drawn uniformly from
@@ -66,6 +67,7 @@ class ListWatcher(Protocol):
         label_selector: str | Mapping[str, str] | None = None,
         field_selector: str | Mapping[str, str] | None = None,
         page_size: int = 500,
+        resource_version: str | None = None,
     ) -> dict[str, Any]: ...
 
     def watch(
@@ -403,12 +405,15 @@ class SharedInformer:
             self._running = False
 
     async def _list(self) -> None:
+        # the first list may come from the server's watch cache (resourceVersion "0", as client-go's reflector
+        # does); relists after a 410 or an error ask for a consistent, current list
         result = await self.client.list_all(
             self.gvk,
             self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             page_size=self.page_size,
+            resource_version="0" if self.lists == 0 else None,
         )
         self.lists += 1
         self._replace(builtins.list(result.get("items") or ()), _rv(result))

@@ -38,6 +38,7 @@ class FakeSource:
         self.expire_next_watch = False
         self.fail_lists = 0
         self.list_calls = 0
+        self.list_versions: list[str | None] = []
         self.watch_calls: list[str | None] = []
 
     def write(self, etype: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +60,10 @@ class FakeSource:
         self.streams.clear()
 
     async def list_all(self, gvk: GVK, namespace: str | None = None, *, label_selector: Any = None,
-                       field_selector: Any = None, page_size: int = 500) -> dict[str, Any]:
+                       field_selector: Any = None, page_size: int = 500,
+                       resource_version: str | None = None) -> dict[str, Any]:
         self.list_calls += 1
+        self.list_versions.append(resource_version)
         if self.fail_lists:
             self.fail_lists -= 1
             raise ServerError("etcd unavailable")
@@ -168,6 +171,7 @@ async def test_relist_after_410_loses_no_update_and_synthesizes_deletes(running:
     ]
     assert inf.get("default/a")["data"] == {"changed": "yes"}
     assert sorted(inf.keys()) == ["default/a", "default/new"]
+    assert src.list_versions == ["0", None]  # first list from the watch cache, the relist consistent
     assert src.watch_calls[-1] == "5"
 
 
