@@ -436,9 +436,12 @@ main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
   case "$cmd" in
-    start | stop | status | env)
+    start)
       mkdir -p "${1:-$DEFAULT_STATE}"
       STATE=$(cd "${1:-$DEFAULT_STATE}" && pwd)
+      ;;
+    stop | status | env)
+      STATE=$(cd "${1:-$DEFAULT_STATE}" 2>/dev/null && pwd || echo "${1:-$DEFAULT_STATE}")
       ;;
   esac
   case "$cmd" in
