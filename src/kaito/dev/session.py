@@ -382,7 +382,15 @@ class DevSession:
         for ws in workspaces:
             meta = ws["metadata"]
             key = f"{meta['namespace']}/{meta['name']}"
-            if (_condition(ws, "WorkspaceSucceeded") or {}).get("status") != "True" or ws.get("inference") is None:
+            if (_condition(ws, "WorkspaceSucceeded") or {}).get("status") != "True":
+                continue
+            if ws.get("tuning") is not None:
+                entry = {"output": self.tuning_output(ws)}
+                current[key] = entry
+                if self.endpoints.get(key) != entry:
+                    self.say(f"workspace {key} finished tuning: the adapter is in {entry['output']}")
+                continue
+            if ws.get("inference") is None:
                 continue
             try:
                 address = self.cluster.service_address(meta["namespace"], meta["name"], c.SERVICE_PORT)
@@ -398,6 +406,18 @@ class DevSession:
         if current != self.endpoints:
             self.endpoints = current
             self._write_state()
+
+    def tuning_output(self, ws: dict[str, Any]) -> str:
+        """Where a tuning Workspace's adapter went: the local directory of its output PVC under the LocalCluster
+        (``<state_dir>/cluster/pvc/<namespace>/<claim>``), the image it was pushed to, or the volume's spec."""
+        output = (ws.get("tuning") or {}).get("output") or {}
+        if output.get("image"):
+            return f"image {output['image']}"
+        volume = output.get("volumeSource") or {}
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim:
+            return str(self.state_dir / "cluster" / "pvc" / ws["metadata"]["namespace"] / claim)
+        return f"volume {json.dumps(volume)}"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, then print progress every :data:`POLL_INTERVAL_S` until ``stop`` is set; always stops cleanly."""
