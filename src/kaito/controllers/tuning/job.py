@@ -105,7 +105,8 @@ def desired_job(
     for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
         command: list[str] = container["command"]
         if container["name"] == TUNER_CONTAINER:
-            command += ["--model", trainer_model_arg(preset, version), "--method", method]
+            command += ["--model", trainer_model_arg(preset, version), "--method", method,
+                        "--metrics-port", str(METRICS_PORT)]
             container["ports"] = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
         elif command[:3] == ["python", "-m", "kaito.runtime.oci"] and "--plain-http" not in command:
             image = command[4] if command[3] == "pull" else command[5]
