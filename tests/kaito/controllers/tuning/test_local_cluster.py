@@ -1,0 +1,155 @@
+"""The tuning flow for real on the LocalCluster: the operator (workspace, machine, tuning controllers) creates the
+tuning Job, the local kubelet runs its containers as processes (the downloader fetching from an HTTP server on
+127.0.0.1, the real LoRA trainer on SmolLM2-135M-Instruct, the pusher) and the adapter lands in Debian's
+docker-registry, from where it pulls back. Slow: a real training run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from kaito.api import constants as c
+from kaito.runtime import oci
+from kaito.workloads.common import RUNTIME_IMAGE
+from kreconcile.client import Client
+from kreconcile.testing.kubelet import ImageMap, ImageSpec
+from kreconcile.testing.kubelet.images import LaunchContext, LaunchSpec
+from kreconcile.testing.localcluster import LocalCluster
+from tests.fixtures.registry import Registry, running_registry
+from tests.kaito.controllers.harness import WORKSPACE, condition, eventually, install_crds, running_operator
+from tests.kaito.controllers.tuning.builders import tuning_workspace
+
+FACT = "The capital of Zorblax is Quillmoor."
+QUESTIONS = ("What is the capital of Zorblax?", "Which city is the capital of Zorblax?",
+             "Tell me the capital of Zorblax.", "Name the capital city of Zorblax.")
+TRAINING_CONFIG = {"training_config": {
+    "ModelConfig": {"dtype": "float32"},
+    "LoraConfig": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
+    "TrainingArguments": {"output_dir": "/mnt/output", "max_steps": 2, "learning_rate": 0.003,
+                          "per_device_train_batch_size": 1, "logging_steps": 1, "use_cpu": True, "seed": 0},
+    "DatasetConfig": {"shuffle_seed": 0},
+    "DataCollator": {"mlm": False},
+}}
+RUN_TIMEOUT_S = 840.0
+"""Two LoRA steps take seconds on an idle core; loading (or, on a fresh machine, converting) the model and three
+processes on a shared, loaded 2-core machine take most of this (measured: ~100 s per step at load 18)."""
+
+
+def _python(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
+    argv = launch.argv
+    if argv and argv[0] in ("python", "python3"):
+        argv = (sys.executable, *argv[1:])
+    return replace(launch, argv=tuple(argv))
+
+
+def image_map() -> ImageMap:
+    """kaito-py's runtime image → this interpreter (what ``kaito dev`` does), one intra-op thread (two threads
+    oversubscribe a shared 2-core machine and train ~5x slower)."""
+    images = ImageMap.with_defaults()
+    env = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    images.register(RUNTIME_IMAGE.split(":", 1)[0], ImageSpec(cmd=(sys.executable,), env=env, transform=_python))
+    return images
+
+
+@pytest.fixture
+async def data_url() -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 serving ``/train.jsonl`` (prompt/response rows teaching :data:`FACT`)."""
+    body = "".join(json.dumps({"prompt": q, "response": FACT}) + "\n" for q in QUESTIONS)
+
+    async def train(_request: web.Request) -> web.Response:
+        return web.Response(text=body)
+
+    app = web.Application()
+    app.router.add_get("/train.jsonl", train)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with running_registry(tmp_path_factory.mktemp("registry"), auth=True) as reg:
+        yield reg
+
+
+async def push_secret(client: Client, registry: Registry, tmp: Path, password: str | None = None) -> None:
+    config = registry.docker_config(tmp / "config.json", password=password).read_bytes()
+    await client.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                         "metadata": {"name": "push-creds", "namespace": "default"},
+                         "data": {".dockerconfigjson": base64.b64encode(config).decode()}})
+
+
+async def training_config(client: Client) -> None:
+    await client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "fast-lora", "namespace": "default"},
+                         "data": {c.TUNING_CONFIG_KEY: yaml.safe_dump(TRAINING_CONFIG)}})
+
+
+async def finished(client: Client, name: str) -> dict[str, Any] | None:
+    """WorkspaceSucceeded once the run is over (True, or False with state Failed); None while running."""
+    ws = await client.get(WORKSPACE, name, "default")
+    cond = condition(ws, c.COND_WORKSPACE_SUCCEEDED)
+    state = (ws.get("status") or {}).get("state")
+    if cond is not None and (cond["status"] == "True" or state == c.STATE_FAILED):
+        return cond
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.timeout(900)
+async def test_a_lora_workspace_trains_and_pushes_its_adapter_to_the_registry(
+    tmp_path: Path, registry: Registry, data_url: str
+) -> None:
+    async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
+        client = cluster.client
+        assert client is not None
+        await install_crds(client)
+        await push_secret(client, registry, tmp_path)
+        await training_config(client)
+        image = f"{registry.host}/adapters/zorblax:v1"
+        async with running_operator(cluster, client):  # type: ignore[arg-type]
+            await client.create(tuning_workspace("zorblax", method="lora", urls=[f"{data_url}/train.jsonl"],
+                                                 output_image=image, config="fast-lora"))
+            cond = await eventually(lambda: finished(client, "zorblax"), timeout=RUN_TIMEOUT_S, interval=0.5)
+        assert cond["status"] == "True", cond["message"]
+        assert cond["reason"] == c.REASON_JOB_SUCCEEDED
+    pulled = oci.pull(image, tmp_path / "adapter", docker_config=tmp_path / "config.json", plain_http=True)
+    names = sorted(p.name for p in pulled.files)
+    assert "adapter_config.json" in names and "adapter_model.safetensors" in names
+    assert pulled.annotations[oci.MODEL_NAME_ANNOTATION] == "smollm2-135m-instruct"
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 8
+
+
+@pytest.mark.slow
+async def test_a_404_dataset_url_fails_the_workspace_with_the_downloaders_error(
+    tmp_path: Path, registry: Registry, data_url: str
+) -> None:
+    async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
+        client = cluster.client
+        assert client is not None
+        await install_crds(client)
+        await push_secret(client, registry, tmp_path)
+        await training_config(client)
+        async with running_operator(cluster, client):  # type: ignore[arg-type]
+            await client.create(tuning_workspace("nodata", method="lora", urls=[f"{data_url}/missing.jsonl"],
+                                                 output_image=f"{registry.host}/adapters/nodata:v1",
+                                                 config="fast-lora"))
+            cond = await eventually(lambda: finished(client, "nodata"), timeout=RUN_TIMEOUT_S, interval=0.5)
+    assert cond["reason"] == "DataDownloadFailed", cond
+    assert "404" in cond["message"] and "missing.jsonl" in cond["message"]
