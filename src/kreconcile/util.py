@@ -19,7 +19,7 @@ class _StatusWriter(Protocol):
 
 class ObjectClient(Protocol):
     """The calls :func:`create_or_update` / :func:`create_or_patch` make; :class:`kreconcile.client.Client` and the
-    manager's cached client (:class:`kreconcile.manager.CachedClient`) both satisfy it."""
+    manager's cached client (:class:`kreconcile.cachedclient.CachedClient`) both satisfy it."""
 
     async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any]: ...
 

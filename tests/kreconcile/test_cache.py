@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from kreconcile.cache import Cache, CacheNotStartedError, ObjectSelector
+from kreconcile.cachedclient import CachedClient
 from kreconcile.errors import NotFound
 from kreconcile.gvk import GVK
-from kreconcile.manager import CachedClient
 from tests.kreconcile.test_informer import CM, FakeSource, cm
 
 
