@@ -24,7 +24,14 @@ import pytest_asyncio
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from kreconcile.testing.realserver import DEFAULT_CONTROLLERS, RealAPIServer, RealAPIServerError
+from kreconcile.testing.realserver import (
+    DEFAULT_CONTROLLERS,
+    RealAPIServer,
+    RealAPIServerError,
+    binaries_cached,
+    build_real_apiserver,
+    default_script_path,
+)
 
 BUILD_AND_START_TIMEOUT = 3600
 
@@ -154,6 +161,24 @@ async def test_server_reports_kubernetes_1_20_and_is_ready(server: RealAPIServer
     assert server.url.startswith("https://127.0.0.1:")
     async with rest.session.get(server.url + "/readyz") as resp:
         assert resp.status == 200
+
+
+@pytest.mark.realserver
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_AND_START_TIMEOUT)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_script_status_and_env_describe_the_running_server(server: RealAPIServer) -> None:
+    status = await asyncio.to_thread(_script, "status", str(server.state_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name, pid in server.pids().items():
+        assert f"{name}: running (pid {pid}" in status.stdout
+    assert set(server.pids()) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    env = await asyncio.to_thread(_script, "env", str(server.state_dir))
+    assert f"export KUBECONFIG={server.kubeconfig_path}" in env.stdout.splitlines()
+    assert f"export REAL_APISERVER_URL={server.url}" in env.stdout.splitlines()
+    # build with the binaries cached is a no-op that says so.
+    assert binaries_cached()
+    assert "binaries cached" in await build_real_apiserver(timeout=60)
 
 
 @pytest.mark.realserver
@@ -442,6 +467,11 @@ def _pid_of_etcd(state: Path) -> int | None:
             except OSError:
                 continue
     return None
+
+
+def _script(*args: str) -> subprocess.CompletedProcess[str]:
+    """``bash hack/real-apiserver.sh *args`` (blocking; run it in a thread from async tests)."""
+    return subprocess.run(["bash", str(default_script_path()), *args], capture_output=True, text=True, timeout=60)
 
 
 def _alive(pid: int) -> bool:
