@@ -110,3 +110,23 @@ def test_jsonpath_for_printer_columns() -> None:
                                                (400 * 86400, "400d"), (3 * 365 * 86400, "3y")])
 def test_human_duration_matches_kubectl(seconds: int, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+@pytest.mark.slow
+def test_builtin_field_table_is_current_with_kubernetes_asyncio() -> None:
+    from kreconcile.testing.apiserver import builtin_schema
+
+    assert builtin_schema.generate() == builtin_schema._table(), (
+        "builtin_fields.json is stale: run .venv/bin/python -m kreconcile.testing.apiserver.builtin_schema")
+
+
+def test_builtin_pruning_drops_undeclared_fields_at_any_depth() -> None:
+    from kreconcile.testing.apiserver.builtin_schema import prune_builtin
+
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "bogus": 1},
+                  "spec": {"replica": 2, "template": {"spec": {"containers": [{"name": "c", "imag": "x",
+                                                                               "resources": {"limits": {"cpu": 1}}}]}}}}
+    pruned = prune_builtin(TYPES["Deployment"], deployment)
+    assert sorted(pruned) == ["metadata.bogus", "spec.replica", "spec.template.spec.containers[0].imag"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0] == {"name": "c", "resources": {"limits":
+                                                                                                 {"cpu": 1}}}
