@@ -151,7 +151,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             kubeconfig = Path(args.kubeconfig)
         else:
             proc, kubeconfig = await _start_emulator(Path(tmp))
-        pid = proc.pid if proc is not None else None
+        pid = proc.pid if proc is not None else args.server_pid
         try:
             access = load(kubeconfig)
             connector_limit = max(args.watchers, args.fanout_watchers) + 64
@@ -184,6 +184,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kubeconfig", help="benchmark this server instead of a fresh emulator subprocess")
+    p.add_argument("--server-pid", type=int, default=None,
+                   help="with --kubeconfig: the server's pid, to report its memory (e.g. kube-apiserver's)")
     p.add_argument("--writes", type=int, default=1000, help="creates per writes/s measurement (default 1000)")
     p.add_argument("--concurrency", type=int, default=16, help="creates in flight (default 16)")
     p.add_argument("--fanout-watchers", type=int, default=100, help="watchers for fan-out latency (default 100)")
