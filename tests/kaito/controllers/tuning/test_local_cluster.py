@@ -21,12 +21,15 @@ from kaito.api import constants as c
 from kaito.runtime import oci
 from kaito.workloads.common import RUNTIME_IMAGE
 from kreconcile.client import Client
+from kreconcile.gvk import GVK
 from kreconcile.testing.kubelet import ImageMap, ImageSpec
 from kreconcile.testing.kubelet.images import LaunchContext, LaunchSpec
 from kreconcile.testing.localcluster import LocalCluster
 from tests.fixtures.registry import Registry, running_registry
 from tests.kaito.controllers.harness import WORKSPACE, condition, eventually, install_crds, running_operator
 from tests.kaito.controllers.tuning.builders import tuning_workspace
+
+JOB = GVK("batch", "v1", "Job")
 
 FACT = "The capital of Zorblax is Quillmoor."
 QUESTIONS = ("What is the capital of Zorblax?", "Which city is the capital of Zorblax?",
@@ -153,3 +156,27 @@ async def test_a_404_dataset_url_fails_the_workspace_with_the_downloaders_error(
             cond = await eventually(lambda: finished(client, "nodata"), timeout=RUN_TIMEOUT_S, interval=0.5)
     assert cond["reason"] == "DataDownloadFailed", cond
     assert "404" in cond["message"] and "missing.jsonl" in cond["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.timeout(900)
+async def test_a_wrong_push_secret_fails_the_workspace_once_naming_the_registry(
+    tmp_path: Path, registry: Registry, data_url: str
+) -> None:
+    async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
+        client = cluster.client
+        assert client is not None
+        await install_crds(client)
+        await push_secret(client, registry, tmp_path, password="wrong")
+        await training_config(client)
+        async with running_operator(cluster, client):  # type: ignore[arg-type]
+            await client.create(tuning_workspace("badpush", method="lora", urls=[f"{data_url}/train.jsonl"],
+                                                 output_image=f"{registry.host}/adapters/badpush:v1",
+                                                 config="fast-lora"))
+            cond = await eventually(lambda: finished(client, "badpush"), timeout=RUN_TIMEOUT_S, interval=0.5)
+            job = await client.get(JOB, "badpush", "default")
+        assert cond["reason"] == "ImagePushAuthFailed", cond
+        assert "container pusher exited with code 3" in cond["message"]
+        assert registry.host in cond["message"]
+        assert job["status"].get("failed") == 1  # one pod, no retries

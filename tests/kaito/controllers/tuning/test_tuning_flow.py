@@ -12,6 +12,7 @@ import yaml
 
 from kaito.api import constants as c
 from kaito.controllers.tuning import ANNOTATION_JOB_HASH
+from kaito.provisioner import LocalProvider
 from kaito.runtime.tuning.defaults import default_config_text
 from kreconcile.client import Client
 from kreconcile.config import load_config
@@ -272,3 +273,20 @@ async def test_the_default_template_in_the_operator_namespace_is_copied(server: 
         await eventually(lambda: client.get(JOB, "tmpl", "default"))
         copy = await client.get(CONFIGMAP, "tmpl-tuning-config", "default")
         assert copy["data"][c.TUNING_CONFIG_KEY] == template
+
+
+async def test_no_job_is_created_until_the_workspace_controller_reports_the_node_ready(
+    server: APIServer, client: Client
+) -> None:
+    provider = LocalProvider(client, failures={"local-cpu": "QuotaExceeded"})
+    async with running_operator(server, client, provider=provider):
+        await client.create(tuning_workspace("waiting"))
+        cond = await eventually(lambda: reason_is(client, "waiting", c.COND_RESOURCE_READY,
+                                                  c.REASON_NODECLAIM_QUOTA_EXCEEDED))
+        assert cond["status"] == "False"
+        ws = await client.get(WORKSPACE, "waiting", "default")
+        assert ws["status"]["state"] == c.STATE_PENDING
+        assert condition(ws, c.COND_JOB_STARTED) is None
+        assert (await client.list(JOB, "default"))["items"] == []
+        assert (await client.list(CONFIGMAP, "default", label_selector={c.LABEL_WORKSPACE_NAME: "waiting"}))[
+            "items"] == []
