@@ -8,8 +8,9 @@ controllers need are re-exported here. ``kreconcile.testing`` holds the API serv
 
 from kreconcile import predicates
 from kreconcile.builder import Builder
-from kreconcile.cache import Cache
-from kreconcile.client import Client
+from kreconcile.cache import Cache, ObjectSelector
+from kreconcile.cachedclient import CachedClient
+from kreconcile.client import Client, Ref
 from kreconcile.clock import Clock, FakeClock, RealClock
 from kreconcile.conditions import get_condition, is_true, remove_condition, set_condition
 from kreconcile.config import RestConfig, load_config
@@ -34,9 +35,9 @@ from kreconcile.gvk import GVK, GVR
 from kreconcile.handler import EnqueueRequestForObject, EnqueueRequestForOwner, EnqueueRequestsFromMapFunc
 from kreconcile.informer import SharedInformer
 from kreconcile.labels import Selector, parse_selector, selector_from_dict
-from kreconcile.leaderelection import LeaderElectionLost
+from kreconcile.leaderelection import LeaderElectionConfig, LeaderElectionLost
 from kreconcile.log import configure_logging, get_logger
-from kreconcile.manager import Manager
+from kreconcile.manager import Manager, RunnableFunc
 from kreconcile.ownerrefs import AlreadyOwnedError, get_controller_of, set_controller_reference, set_owner_reference
 from kreconcile.ratelimiter import (
     BucketRateLimiter,
@@ -46,7 +47,7 @@ from kreconcile.ratelimiter import (
     default_controller_rate_limiter,
 )
 from kreconcile.reconcile import Reconciler, Request, Result, TerminalError
-from kreconcile.util import create_or_patch, create_or_update
+from kreconcile.util import OperationResult, create_or_patch, create_or_update
 from kreconcile.workqueue import PRIORITY_LOW, PRIORITY_NORMAL, ShutDown, WorkQueue
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "Builder",
     "Cache",
     "CacheSyncTimeoutError",
+    "CachedClient",
     "Client",
     "Clock",
     "Conflict",
@@ -75,17 +77,22 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "ItemExponentialFailureRateLimiter",
+    "LeaderElectionConfig",
     "LeaderElectionLost",
     "Manager",
     "MaxOfRateLimiter",
     "NotFound",
+    "ObjectSelector",
+    "OperationResult",
     "RateLimiter",
     "RealClock",
     "ReconcileTimeoutError",
     "Reconciler",
+    "Ref",
     "Request",
     "RestConfig",
     "Result",
+    "RunnableFunc",
     "Selector",
     "ServerError",
     "SharedInformer",
