@@ -96,3 +96,13 @@ def test_status_when_not_running(tmp_path: Path) -> None:
     out = io.StringIO()
     assert status(tmp_path, out) == 3
     assert "not running" in out.getvalue()
+
+
+def test_tuning_output_points_at_the_local_pvc_directory(tmp_path: Path) -> None:
+    session = DevSession(state_dir=tmp_path / "state")
+    docs = load_documents([ROOT / "examples" / "tuning" / "smollm2-qlora-local.yaml"])
+    ws = {**docs[-1], "metadata": {**docs[-1]["metadata"], "namespace": "default"}}
+    assert session.tuning_output(ws) == str((tmp_path / "state").resolve() / "cluster" / "pvc" / "default"
+                                            / "smollm2-qlora-adapter")
+    ws["tuning"]["output"] = {"image": "127.0.0.1:5000/adapter:1"}
+    assert session.tuning_output(ws) == "image 127.0.0.1:5000/adapter:1"
