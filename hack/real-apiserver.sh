@@ -21,9 +21,12 @@
 #   REAL_APISERVER_SCHEDULER=1  also start kube-scheduler
 #   REAL_APISERVER_PORT      apiserver secure port (default: a free port chosen at start)
 #   REAL_APISERVER_READY_TIMEOUT  seconds to wait for /readyz (default 120)
+#   REAL_APISERVER_OWNER_PID  if set at start: a watchdog stops everything when that process exits (even SIGKILL),
+#                            so a crashed test runner leaves no orphan control plane behind
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
 CACHE=${KAITO_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kaito-py/k8s-1.20}
 BIN=$CACHE/bin
 SRC_PKG=kubernetes
@@ -370,6 +373,10 @@ export KUBECONFIG=$STATE/kubeconfig
 export REAL_APISERVER_URL=$url
 export REAL_APISERVER_STATE=$STATE
 EOF
+  if [ -n "${REAL_APISERVER_OWNER_PID:-}" ]; then
+    kill -0 "$REAL_APISERVER_OWNER_PID" 2>/dev/null || die "REAL_APISERVER_OWNER_PID=$REAL_APISERVER_OWNER_PID is not running"
+    launch watchdog bash "$SELF" _watch "$STATE" "$REAL_APISERVER_OWNER_PID"
+  fi
   echo "$url" >"$STATE/url"
   trap - EXIT
   log "timings: certs+packages=$(elapsed "$t0" "$tc")s etcd=$(elapsed "$tc" "$te")s apiserver-readyz=$(elapsed "$te" "$ta")s"
@@ -382,7 +389,10 @@ stop_pid() {
   pf=$(pidfile "$name")
   [ -f "$pf" ] || return 0
   pid=$(cat "$pf")
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  # Every process this script starts names STATE in its arguments: a stale pid file (reboot, pid reuse) must never
+  # make us signal someone else's process.
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STATE"
+  then
     # setsid made the process a group leader: signal the group, so helpers it forked go too.
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do
@@ -400,17 +410,20 @@ stop_pid() {
 cmd_stop() {
   [ -d "$STATE/run" ] || { [ "${1:-}" = quiet ] || log "nothing started in $STATE"; return 0; }
   local c
-  # Reverse start order: clients first, etcd last (so the apiserver can shut down cleanly).
+  # Reverse start order: clients first, etcd last (so the apiserver can shut down cleanly). The watchdog itself
+  # runs this function when its owner dies; it must not signal its own process group half-way.
+  [ "${IN_WATCHDOG:-0}" = 1 ] || stop_pid watchdog
   for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid "$c"; done
+  [ "${IN_WATCHDOG:-0}" = 1 ] && rm -f "$(pidfile watchdog)"
   [ "${1:-}" = quiet ] || log "stopped (state kept in $STATE; delete it for a fresh cluster)"
 }
 
 cmd_status() {
   local c rc=0 pf
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler watchdog; do
     pf=$(pidfile "$c")
     if [ ! -f "$pf" ]; then
-      [ "$c" = kube-scheduler ] || { echo "$c: not started"; rc=1; }
+      [ "$c" = kube-scheduler ] || [ "$c" = watchdog ] || { echo "$c: not started"; rc=1; }
     elif kill -0 "$(cat "$pf")" 2>/dev/null; then
       echo "$c: running (pid $(cat "$pf"), rss $(awk '/VmRSS/{print $2" "$3}' "/proc/$(cat "$pf")/status"))"
     else
@@ -420,6 +433,13 @@ cmd_status() {
   done
   [ -f "$STATE/url" ] && echo "url: $(cat "$STATE/url")  kubeconfig: $STATE/kubeconfig"
   return $rc
+}
+
+cmd_watch() {  # internal: poll the owner pid once a second; stop everything when it is gone
+  local owner=$1
+  while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+  log "owner pid $owner exited; stopping the control plane in $STATE"
+  IN_WATCHDOG=1 cmd_stop
 }
 
 cmd_env() {
@@ -440,7 +460,7 @@ main() {
       mkdir -p "${1:-$DEFAULT_STATE}"
       STATE=$(cd "${1:-$DEFAULT_STATE}" && pwd)
       ;;
-    stop | status | env)
+    stop | status | env | _watch)
       STATE=$(cd "${1:-$DEFAULT_STATE}" 2>/dev/null && pwd || echo "${1:-$DEFAULT_STATE}")
       ;;
   esac
@@ -450,6 +470,7 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    _watch) cmd_watch "$2" ;;
     *) usage ;;
   esac
 }

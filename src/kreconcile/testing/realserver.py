@@ -53,7 +53,7 @@ DEFAULT_CONTROLLERS: tuple[str, ...] = (
 the ServiceAccount controllers so namespaces get their ``default`` ServiceAccount and token as on a real cluster."""
 
 _COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-_PROCESS_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+_PROCESS_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "watchdog")
 
 
 class RealAPIServerError(RuntimeError):
@@ -149,6 +149,8 @@ class RealAPIServer:
     as in ``kube-controller-manager --help``; ``"*"`` enables its own defaults). ``scheduler``: also start
     kube-scheduler (off by default: without nodes every pod stays Pending either way, and LocalCluster brings its
     own nodes). ``port``: kube-apiserver's secure port on 127.0.0.1 (1-65535; default: a free port chosen at start).
+    ``stop_with_process``: the script's watchdog stops the control plane when this Python process exits, even by
+    SIGKILL or a crash, so no orphan etcd/apiserver outlives a killed test run (default on; polls once a second).
     ``start_timeout``: seconds for ``start`` including a build when binaries are missing (default 1 h).
 
     After ``__aenter__``: :attr:`kubeconfig_path` (client-certificate user in group ``system:masters``),
@@ -164,6 +166,7 @@ class RealAPIServer:
         *,
         scheduler: bool = False,
         port: int | None = None,
+        stop_with_process: bool = True,
         script: str | os.PathLike[str] | None = None,
         start_timeout: float = 3600.0,
         stop_timeout: float = 60.0,
@@ -182,6 +185,7 @@ class RealAPIServer:
         if port is not None and not (isinstance(port, int) and 0 < port < 65536):
             raise ValueError(f"port: {port!r} is not a TCP port; use 1-65535, or None for a free port")
         self._port = port
+        self._stop_with_process = stop_with_process
         self._requested_state_dir = Path(state_dir) if state_dir is not None else None
         self._controllers = tuple(controllers) if controllers is not None else DEFAULT_CONTROLLERS
         self._scheduler = scheduler
@@ -223,7 +227,7 @@ class RealAPIServer:
         return self._url
 
     def pids(self) -> dict[str, int]:
-        """Pid of each started component by name (``etcd``, ``kube-apiserver``, ...), read from ``run/*.pid``."""
+        """Pid of each started process by name (``etcd``, ``kube-apiserver``, ..., ``watchdog``), from ``run/*.pid``."""
         out: dict[str, int] = {}
         for name in _PROCESS_NAMES:
             pid_file = self.state_dir / "run" / f"{name}.pid"
@@ -241,6 +245,8 @@ class RealAPIServer:
         }
         if self._port is not None:
             env["REAL_APISERVER_PORT"] = str(self._port)
+        if self._stop_with_process:
+            env["REAL_APISERVER_OWNER_PID"] = str(os.getpid())
         return env
 
     async def start(self) -> None:

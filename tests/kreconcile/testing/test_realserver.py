@@ -172,7 +172,7 @@ async def test_script_status_and_env_describe_the_running_server(server: RealAPI
     assert status.returncode == 0, status.stdout + status.stderr
     for name, pid in server.pids().items():
         assert f"{name}: running (pid {pid}" in status.stdout
-    assert set(server.pids()) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    assert set(server.pids()) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "watchdog"}
     env = await asyncio.to_thread(_script, "env", str(server.state_dir))
     assert f"export KUBECONFIG={server.kubeconfig_path}" in env.stdout.splitlines()
     assert f"export REAL_APISERVER_URL={server.url}" in env.stdout.splitlines()
@@ -426,7 +426,7 @@ async def test_exit_stops_every_process_and_a_restart_keeps_the_objects(tmp_path
     state = tmp_path / "state"
     async with RealAPIServer(state_dir=state, controllers=("namespace",)) as srv:
         pids = srv.pids()
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "watchdog"}
         await kubectl(srv.kubeconfig_path, "create", "configmap", "kept", "-n", "default", "--from-literal=a=1")
     for name, pid in pids.items():
         assert not _alive(pid), f"{name} (pid {pid}) still running after exit"
@@ -454,6 +454,48 @@ async def test_a_failed_start_raises_with_the_log_and_stops_what_it_started(tmp_
     assert (tmp_path / "state" / "logs" / "etcd.log").is_file(), "etcd was started before kube-apiserver"
     assert _pid_of_etcd(tmp_path / "state") is None, "etcd still running after the failed start"
     assert not list((tmp_path / "state" / "run").glob("*.pid")), "pid files left behind"
+
+
+OWNER = """
+import asyncio, sys
+from kreconcile.testing.realserver import RealAPIServer
+
+async def main() -> None:
+    srv = RealAPIServer(state_dir=sys.argv[1], controllers=("namespace",))
+    await srv.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.realserver
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_AND_START_TIMEOUT)
+async def test_a_killed_owner_process_leaves_no_orphan_control_plane(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, str(state), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert owner.stdout is not None
+        line = await asyncio.wait_for(owner.stdout.readline(), BUILD_AND_START_TIMEOUT)
+        assert line.strip() == b"ready"
+        pids = {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
+        assert {"etcd", "kube-apiserver", "kube-controller-manager", "watchdog"} <= set(pids)
+        owner.kill()  # SIGKILL: no __aexit__, no finally in the owner
+        await owner.wait()
+
+        async def all_gone() -> bool:
+            return not any(_alive(pid) for pid in pids.values())
+
+        await eventually(all_gone, timeout=90, what="the watchdog to stop etcd, kube-apiserver, controller-manager")
+    finally:
+        if owner.returncode is None:
+            owner.kill()
+            await owner.wait()
+        await asyncio.to_thread(_script, "stop", str(state))
 
 
 def _pid_of_etcd(state: Path) -> int | None:
