@@ -37,6 +37,15 @@ class Webhook:
         return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                                   "response": response})
 
+    async def mutate(self, request: web.Request) -> web.Response:
+        review = await request.json()
+        self.reviews.append(review)
+        patch = [{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]
+        response = {"uid": review["request"]["uid"], "allowed": True, "patchType": "JSONPatch",
+                    "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                  "response": response})
+
 
 @pytest_asyncio.fixture
 async def webhook() -> AsyncIterator[Webhook]:
@@ -45,6 +54,7 @@ async def webhook() -> AsyncIterator[Webhook]:
         certs = generate_certs(Path(tmp))
         app = web.Application()
         app.router.add_post("/validate", hook.handle)
+        app.router.add_post("/mutate", hook.mutate)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certs.server_context())
@@ -120,3 +130,20 @@ async def test_failure_policy(cluster: Cluster, webhook: Webhook) -> None:
     status, body = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "b"}})
     assert status == 500 and "failed calling webhook" in body["message"]
     assert json.dumps(body).count("fail-") >= 1
+
+
+async def test_mutating_webhook_patches_before_validation(cluster: Cluster, webhook: Webhook) -> None:
+    config = _config(cluster, f"mutate-{cluster.namespace}", webhook.url.replace("/validate", "/mutate"),
+                     webhook.ca_bundle)
+    config["kind"] = "MutatingWebhookConfiguration"
+    if cluster.minor < 21:
+        await cluster.request("PATCH", f"/api/v1/namespaces/{cluster.namespace}",
+                              {"metadata": {"labels": {"conformance-ns": cluster.namespace}}},
+                              "application/merge-patch+json")
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    status, body = await cluster.request("POST", path, config)
+    assert status == 201, body
+    name = config["metadata"]["name"]
+    cluster.cleanup.append(lambda: cluster.request("DELETE", f"{path}/{name}"))
+    created = await cluster.create("configmaps", {"metadata": {"name": "m", "labels": {"app": "x"}}})
+    assert created["metadata"]["labels"] == {"app": "x", "mutated": "yes"}

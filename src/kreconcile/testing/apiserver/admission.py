@@ -8,7 +8,8 @@ For each webhook whose ``rules`` (operations, apiGroups, apiVersions, resources 
 max 30). A denial becomes the real error: code ``response.status.code`` (default 403) and message
 ``admission webhook "<name>" denied the request: <message>``. A call that fails is an error under
 ``failurePolicy: Fail`` (the v1 default; 500 ``failed calling webhook``) and is skipped under ``Ignore``.
-Mutating webhooks are not called (documented in docs/conformance.md).
+MutatingWebhookConfiguration webhooks run first (before schema validation), each returning an optional base64 JSON
+patch applied to the object; ``reinvocationPolicy`` is not honoured (each runs once).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import jsonpatch
 
 from .errors import APIError
 from .resources import ResourceType
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from .registry import Registry
 
 VWC_KEY = ("admissionregistration.k8s.io", "validatingwebhookconfigurations")
+MWC_KEY = ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
 ServiceResolver = Callable[[str, str, int], str | None]
 """``(namespace, service, port) -> base URL`` (e.g. ``https://127.0.0.1:43121``), or None if unknown."""
 
@@ -84,11 +87,34 @@ class WebhookCaller:
 
     async def __call__(self, operation: str, rt: ResourceType, obj: dict[str, Any] | None,
                        old: dict[str, Any] | None, subresource: str | None, dry_run: bool) -> None:
-        configs = self.registry.store.items(VWC_KEY)
-        if not configs or rt.key == VWC_KEY:
-            return
+        """Validating admission: every matching webhook must allow the request."""
+        for hook, namespace in self._hooks(VWC_KEY, operation, rt, obj, old, subresource):
+            await self._call(hook, operation, rt, obj, old, subresource, dry_run, namespace)
+
+    async def mutate(self, operation: str, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None,
+                     subresource: str | None, dry_run: bool) -> dict[str, Any]:
+        """Mutating admission (before schema validation, as kube-apiserver orders them): each matching webhook
+        may return a base64 JSON patch (``patchType: JSONPatch``) applied to the object in turn."""
+        for hook, namespace in self._hooks(MWC_KEY, operation, rt, obj, old, subresource):
+            response = await self._call(hook, operation, rt, obj, old, subresource, dry_run, namespace)
+            patch = response.get("patch") if response else None
+            if patch:
+                try:
+                    ops = json.loads(base64.b64decode(patch))
+                    obj = jsonpatch.JsonPatch(ops).apply(obj)
+                except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
+                    raise APIError(500, "InternalError", f'Internal error occurred: admission webhook '
+                                   f'"{hook.get("name")}" returned an invalid patch: {e}') from e
+        return obj
+
+    def _hooks(self, key: tuple[str, str], operation: str, rt: ResourceType, obj: dict[str, Any] | None,
+               old: dict[str, Any] | None, subresource: str | None) -> list[tuple[dict[str, Any], str]]:
+        configs = self.registry.store.items(key)
+        if not configs or rt.key in (VWC_KEY, MWC_KEY):
+            return []
         subject = obj or old or {}
         namespace = subject.get("metadata", {}).get("namespace") or ""
+        out = []
         for config in configs:
             for hook in config.get("webhooks") or []:
                 if not any(_matches_rule(r, rt, operation, subresource) for r in hook.get("rules") or []):
@@ -101,10 +127,12 @@ class WebhookCaller:
                     reqs = selector_from_label_selector(hook["objectSelector"])
                     if not any(o is not None and labels_match(reqs, o) for o in (obj, old)):
                         continue
-                await self._call(hook, operation, rt, obj, old, subresource, dry_run, namespace)
+                out.append((hook, namespace))
+        return out
 
     async def _call(self, hook: dict[str, Any], operation: str, rt: ResourceType, obj: dict[str, Any] | None,
-                    old: dict[str, Any] | None, subresource: str | None, dry_run: bool, namespace: str) -> None:
+                    old: dict[str, Any] | None, subresource: str | None, dry_run: bool, namespace: str
+                    ) -> dict[str, Any] | None:
         name = str(hook.get("name", ""))
         uid = str(uuid.uuid4())
         options_kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}[operation]
@@ -146,11 +174,11 @@ class WebhookCaller:
                 raise ValueError(f"expected response.uid={uid!r}, got {response.get('uid')!r}")
         except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError, ssl.SSLError) as e:
             if hook.get("failurePolicy", "Fail") == "Ignore":
-                return
+                return None
             raise APIError(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": '
                            f'failed to call webhook: Post "{url}": {e}') from e
         if response.get("allowed"):
-            return
+            return dict(response)
         status = response.get("status") or {}
         message = f'admission webhook "{name}" denied the request'
         if status.get("message"):

@@ -27,6 +27,7 @@ from .selectors import make_filter, parse_field_selector, parse_label_selector
 from .storage import Store
 
 AdmissionHook = Callable[..., Awaitable[None]]
+MutationHook = Callable[..., Awaitable[dict[str, Any]]]
 
 # Resources whose default deletion propagation is orphan (batch/v1 Jobs and core/v1 ReplicationControllers keep
 # their pods unless the client asks otherwise: DefaultGarbageCollectionPolicy in their registry strategies).
@@ -41,6 +42,7 @@ class Registry:
         self.clock = clock
         self.types: dict[tuple[str, str, str], ResourceType] = {}
         self.admission: AdmissionHook | None = None
+        self.mutation: MutationHook | None = None
         self.on_crd_change: Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None = None
         for rt in builtin_types():
             self.register(rt)
@@ -187,6 +189,9 @@ class Registry:
         objects.init_metadata(rt, obj, self.clock.wall())
         objects.apply_status_rules(rt, None, obj, None)
         builtins.default(rt, obj, None, self)
+        if self.mutation is not None:
+            obj = await self.mutation("CREATE", rt, obj, None, None, dry_run)
+            meta = obj["metadata"]
         self._validate(rt, obj, None, field_validation, warnings)
         name = meta["name"]
         self._check_namespace(rt, namespace, name)
@@ -259,6 +264,10 @@ class Registry:
             new = objects.apply_status_rules(rt, current, new, subresource)
             objects.carry_immutable(current, new)
             builtins.default(rt, new, current, self)
+            if self.mutation is not None:
+                new = await self.mutation("UPDATE", rt, new, current, subresource, dry_run)
+                if self.store.get(rt.key, key_ns, name) is not current and retry and not wanted:
+                    continue
             objects.check_finalizers_on_deleting(rt, current, new)
             self._validate(rt, new, current, field_validation, warnings)
             objects.bump_generation(rt, current, new)

@@ -69,6 +69,7 @@ class APIServer:
         self.faults = Faults(self.store)
         self.webhooks = WebhookCaller(self.registry)
         self.registry.admission = self.webhooks
+        self.registry.mutation = self.webhooks.mutate
         self.pod_log_provider: PodLogProvider | None = None
         self.kubeconfig_path: Path = Path()
         self.ca_path: Path | None = None
