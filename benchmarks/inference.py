@@ -90,11 +90,16 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int,
-                      stream: bool) -> tuple[float, float | None, int]:
+async def one_request(
+    session: aiohttp.ClientSession, url: str, model: str, prompt: str, max_tokens: int, stream: bool
+) -> tuple[float, float | None, int]:
     """Send one chat request; return (latency s, time to first token s or None, output tokens)."""
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": max_tokens, "temperature": 0}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
     start = time.perf_counter()
     if not stream:
         async with session.post(url, json=body) as resp:
@@ -128,8 +133,9 @@ async def one_request(session: aiohttp.ClientSession, url: str, model: str, prom
     return time.perf_counter() - start, ttft, tokens
 
 
-async def run_level(base: str, system: str, model: str, concurrency: int, total: int, max_tokens: int,
-                    stream: bool) -> Level:
+async def run_level(
+    base: str, system: str, model: str, concurrency: int, total: int, max_tokens: int, stream: bool
+) -> Level:
     url = base + "/v1/chat/completions"
     latencies: list[float] = []
     ttfts: list[float] = []
@@ -158,9 +164,19 @@ async def run_level(base: str, system: str, model: str, concurrency: int, total:
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return Level(system, concurrency, len(latencies), len(errors), tokens, round(wall, 3),
-                 round(tokens / wall, 2) if wall else 0.0, round(pct(latencies, 0.5), 3),
-                 round(pct(latencies, 0.95), 3), round(statistics.median(ttfts), 3) if ttfts else None, errors[:3])
+    return Level(
+        system,
+        concurrency,
+        len(latencies),
+        len(errors),
+        tokens,
+        round(wall, 3),
+        round(tokens / wall, 2) if wall else 0.0,
+        round(pct(latencies, 0.5), 3),
+        round(pct(latencies, 0.95), 3),
+        round(statistics.median(ttfts), 3) if ttfts else None,
+        errors[:3],
+    )
 
 
 def preload_env() -> dict[str, str]:
@@ -174,25 +190,94 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
     """(argv, extra environment, API model name) that start ``system`` on ``port``."""
     d = str(args.model_dir)
     if system == "ours":
-        return ([sys.executable, "-m", "kaito.runtime.inference", "--model-dir", d, "--host", "127.0.0.1", "--port",
-                 str(port), "--dtype", args.dtype, "--max-batch-size", str(args.max_batch_size), "--max-waiting",
-                 "1024", "--max-model-len", "2048", *(["--threads", str(args.threads)] if args.threads else [])],
-                {}, Path(d).name)
+        return (
+            [
+                sys.executable,
+                "-m",
+                "kaito.runtime.inference",
+                "--model-dir",
+                d,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dtype",
+                args.dtype,
+                "--max-batch-size",
+                str(args.max_batch_size),
+                "--max-waiting",
+                "1024",
+                "--max-model-len",
+                "2048",
+                *(["--threads", str(args.threads)] if args.threads else []),
+            ],
+            {},
+            Path(d).name,
+        )
     if system == "sequential":
-        return ([sys.executable, str(ROOT / "benchmarks" / "sequential_server.py"), "--model-dir", d, "--port",
-                 str(port), "--dtype", args.dtype], {}, "seq")
+        return (
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "sequential_server.py"),
+                "--model-dir",
+                d,
+                "--port",
+                str(port),
+                "--dtype",
+                args.dtype,
+            ],
+            {},
+            "seq",
+        )
     if system == "tf-serve":
         code = "import sys; from transformers.cli.transformers import main; sys.argv[0] = 'transformers'; main()"
-        return ([args.serve_python, "-c", code, "serve", "--device", "cpu", "--dtype", args.dtype,
-                 "--continuous-batching", "--cb-num-blocks", "32", "--cb-max-batch-tokens", "1024",
-                 "--host", "127.0.0.1", "--port", str(port)], {}, d)
+        return (
+            [
+                args.serve_python,
+                "-c",
+                code,
+                "serve",
+                "--device",
+                "cpu",
+                "--dtype",
+                args.dtype,
+                "--continuous-batching",
+                "--cb-num-blocks",
+                "32",
+                "--cb-max-batch-tokens",
+                "1024",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            {},
+            d,
+        )
     if system == "vllm":
         env = {"VLLM_CPU_KVCACHE_SPACE": "2", **preload_env()}
         iomp = sorted(Path(args.vllm_python).resolve().parent.parent.glob("lib/libiomp5.so"))
         if iomp:
             env["LD_PRELOAD"] = ":".join(filter(None, [env.get("LD_PRELOAD", ""), str(iomp[0])]))
-        return ([args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", d, "--dtype",
-                 args.vllm_dtype, "--max-model-len", "2048", "--host", "127.0.0.1", "--port", str(port)], env, d)
+        return (
+            [
+                args.vllm_python,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                d,
+                "--dtype",
+                args.vllm_dtype,
+                "--max-model-len",
+                "2048",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env,
+            d,
+        )
     raise ValueError(f"unknown system {system!r}")
 
 
@@ -235,16 +320,23 @@ async def soak(base: str, model: str, pid: int, seconds: float, concurrency: int
         nonlocal done
         i = k
         while time.perf_counter() < stop:
-            await one_request(session, base + "/v1/chat/completions", model, PROMPTS[i % len(PROMPTS)], max_tokens,
-                              True)
+            await one_request(
+                session, base + "/v1/chat/completions", model, PROMPTS[i % len(PROMPTS)], max_tokens, True
+            )
             done += 1
             i += concurrency
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         await asyncio.gather(sampler(), *(worker(session, k) for k in range(concurrency)))
     mib = [s[1] / 2**20 for s in samples]
-    return {"seconds": seconds, "requests": done, "rss_mib_first": round(mib[0], 1), "rss_mib_last": round(mib[-1], 1),
-            "rss_mib_max": round(max(mib), 1), "samples": [(t, round(b / 2**20, 1)) for t, b in samples]}
+    return {
+        "seconds": seconds,
+        "requests": done,
+        "rss_mib_first": round(mib[0], 1),
+        "rss_mib_last": round(mib[-1], 1),
+        "rss_mib_max": round(max(mib), 1),
+        "samples": [(t, round(b / 2**20, 1)) for t, b in samples],
+    }
 
 
 def raw_generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -258,16 +350,20 @@ def raw_generate(args: argparse.Namespace) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, args.dtype)).eval()
     times, tokens = [], 0
     for prompt in PROMPTS[: args.raw_prompts]:
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                       tokenize=False)
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
         start = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
         times.append(time.perf_counter() - start)
         tokens += out.shape[1] - ids.shape[1]
-    return {"latency_p50_s": round(statistics.median(times), 3), "tokens": tokens,
-            "s_per_token": round(sum(times) / max(tokens, 1), 4)}
+    return {
+        "latency_p50_s": round(statistics.median(times), 3),
+        "tokens": tokens,
+        "s_per_token": round(sum(times) / max(tokens, 1), 4),
+    }
 
 
 def plot(levels: list[Level], path: Path) -> bool:
@@ -294,12 +390,16 @@ def plot(levels: list[Level], path: Path) -> bool:
 
 
 def table(levels: list[Level]) -> str:
-    rows = ["| system | concurrency | requests | errors | output tok/s | p50 latency s | p95 latency s | p50 TTFT s |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| system | concurrency | requests | errors | output tok/s | p50 latency s | p95 latency s | p50 TTFT s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for lv in levels:
         ttft = "" if lv.ttft_p50_s is None else f"{lv.ttft_p50_s:.2f}"
-        rows.append(f"| {lv.system} | {lv.concurrency} | {lv.requests} | {lv.errors} | {lv.tok_s:.1f} | "
-                    f"{lv.latency_p50_s:.2f} | {lv.latency_p95_s:.2f} | {ttft} |")
+        rows.append(
+            f"| {lv.system} | {lv.concurrency} | {lv.requests} | {lv.errors} | {lv.tok_s:.1f} | "
+            f"{lv.latency_p50_s:.2f} | {lv.latency_p95_s:.2f} | {ttft} |"
+        )
     return "\n".join(rows)
 
 
@@ -329,9 +429,13 @@ def main() -> int:
         args.model_dir = ensure_model_dir()
     concurrency = [int(c) for c in args.concurrency.split(",")]
     report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.platform(),
-        "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()},
-        "levels": [], "skipped": {},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "levels": [],
+        "skipped": {},
     }
     levels: list[Level] = []
     for system in args.systems.split(","):
@@ -351,8 +455,9 @@ def main() -> int:
             continue
         args.out.parent.mkdir(parents=True, exist_ok=True)
         log = open(args.out.parent / f"{system}.log", "wb")  # closed in finally
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **extra},
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **extra}, start_new_session=True
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             t0 = time.perf_counter()
@@ -360,8 +465,9 @@ def main() -> int:
             print(f"{system} ready in {time.perf_counter() - t0:.0f} s", flush=True)
             asyncio.run(run_level(base, system, model, 1, 1, args.max_tokens, False))  # warm-up
             for c in concurrency:
-                level = asyncio.run(run_level(base, system, model, c, max(4, args.rounds * c), args.max_tokens,
-                                              args.stream == "yes"))
+                level = asyncio.run(
+                    run_level(base, system, model, c, max(4, args.rounds * c), args.max_tokens, args.stream == "yes")
+                )
                 levels.append(level)
                 print(json.dumps(asdict(level)), flush=True)
             if system == "ours" and args.soak_seconds:

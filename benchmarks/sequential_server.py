@@ -38,9 +38,10 @@ def main() -> None:
 
     def generate(ids: torch.Tensor, max_tokens: int, streamer: TextIteratorStreamer | None = None) -> list[int]:
         with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
-                                 pad_token_id=tokenizer.eos_token_id)
-        return out[0, ids.shape[1]:].tolist()
+            out = model.generate(
+                ids, max_new_tokens=max_tokens, do_sample=False, streamer=streamer, pad_token_id=tokenizer.eos_token_id
+            )
+        return out[0, ids.shape[1] :].tolist()
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -51,13 +52,22 @@ def main() -> None:
                 new = await asyncio.to_thread(generate, ids, max_tokens)
                 text = tokenizer.decode(new, skip_special_tokens=True)
                 n = len([t for t in new if t != tokenizer.eos_token_id])
-                return web.json_response({
-                    "id": "seq", "object": "chat.completion", "created": int(time.time()), "model": "seq",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": ids.shape[1], "completion_tokens": n,
-                              "total_tokens": ids.shape[1] + n},
-                })
+                return web.json_response(
+                    {
+                        "id": "seq",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": "seq",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                        "usage": {
+                            "prompt_tokens": ids.shape[1],
+                            "completion_tokens": n,
+                            "total_tokens": ids.shape[1] + n,
+                        },
+                    }
+                )
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             result: list[list[int]] = []
             worker = threading.Thread(target=lambda: result.append(generate(ids, max_tokens, streamer)))

@@ -183,12 +183,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             out: list[dict[str, Any]] = []
             d: dict[str, Any] = {"role": "assistant", "content": delta.text} if first else {"content": delta.text}
             if delta.text or first or delta.finish_reason is None:
-                out.append({**base, "object": "chat.completion.chunk",
-                            "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]})
+                out.append(
+                    {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}],
+                    }
+                )
             if delta.finish_reason is not None:
-                out.append({**base, "object": "chat.completion.chunk",
-                            "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                         "finish_reason": delta.finish_reason}]})
+                out.append(
+                    {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": delta.finish_reason}],
+                    }
+                )
                 if include_usage:
                     out.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(delta)})
             return out
@@ -197,13 +206,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     start = time.perf_counter()
     text, last = await _collect(service, prep)
     _log_done(service, request.path, prep, last, start, text)
-    return _json(200, {
-        **base,
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                     "finish_reason": last.finish_reason}],
-        "usage": _usage(last),
-    })
+    return _json(
+        200,
+        {
+            **base,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": last.finish_reason,
+                }
+            ],
+            "usage": _usage(last),
+        },
+    )
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -217,8 +235,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunk(delta: Delta, first: bool) -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = [{**base, "choices": [{"index": 0, "text": delta.text, "logprobs": None,
-                                                               "finish_reason": delta.finish_reason}]}]
+            out: list[dict[str, Any]] = [
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
+                    ],
+                }
+            ]
             if delta.finish_reason is not None and include_usage:
                 out.append({**base, "choices": [], "usage": _usage(delta)})
             return out
@@ -227,11 +251,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
     start = time.perf_counter()
     text, last = await _collect(service, prep)
     _log_done(service, request.path, prep, last, start, text)
-    return _json(200, {
-        **base,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": last.finish_reason}],
-        "usage": _usage(last),
-    })
+    return _json(
+        200,
+        {
+            **base,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": last.finish_reason}],
+            "usage": _usage(last),
+        },
+    )
 
 
 async def seed_chat(request: web.Request) -> web.StreamResponse:
@@ -248,11 +275,29 @@ async def seed_chat(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.StreamResponse:
     """``GET /v1/models``: the base model, then each adapter (``parent`` = the base model)."""
     service = request.app[SERVICE]
-    data = [{"id": service.base_name, "object": "model", "created": service.created, "owned_by": "kaito",
-             "root": service.base_name, "parent": None, "max_model_len": service.max_model_len}]
+    data = [
+        {
+            "id": service.base_name,
+            "object": "model",
+            "created": service.created,
+            "owned_by": "kaito",
+            "root": service.base_name,
+            "parent": None,
+            "max_model_len": service.max_model_len,
+        }
+    ]
     for name in service.adapters:
-        data.append({"id": name, "object": "model", "created": service.created, "owned_by": "kaito",
-                     "root": name, "parent": service.base_name, "max_model_len": service.max_model_len})
+        data.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": service.created,
+                "owned_by": "kaito",
+                "root": name,
+                "parent": service.base_name,
+                "max_model_len": service.max_model_len,
+            }
+        )
     return _json(200, {"object": "list", "data": data})
 
 

@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", "threads", "torch CPU threads (default: torch's choice)", type=int)
     add("--log-format", "log_format", "json|console (default json)")
     p.add_argument(
-        "--log-prompts", dest="log_prompts", action="store_true", default=None,
+        "--log-prompts",
+        dest="log_prompts",
+        action="store_true",
+        default=None,
         help=f"log prompt and output text (default off) [env {_env_name('log_prompts')}=1]",
     )
     return p

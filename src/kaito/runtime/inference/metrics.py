@@ -24,21 +24,29 @@ class EngineMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "kaito_inference_requests_total", "HTTP requests by endpoint and status code", ["endpoint", "status"],
+            "kaito_inference_requests_total",
+            "HTTP requests by endpoint and status code",
+            ["endpoint", "status"],
             registry=r,
         )
         self.request_latency = Histogram(
-            "kaito_inference_request_duration_seconds", "Time from request arrival to the last byte of the answer",
-            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            "kaito_inference_request_duration_seconds",
+            "Time from request arrival to the last byte of the answer",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "kaito_inference_time_to_first_token_seconds", "Time from submission to the first generated token",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "kaito_inference_time_to_first_token_seconds",
+            "Time from submission to the first generated token",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.tpot = Histogram(
             "kaito_inference_time_per_output_token_seconds",
             "Mean time between output tokens of a finished request (after the first)",
-            buckets=_TPOT_BUCKETS, registry=r,
+            buckets=_TPOT_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter(
             "kaito_inference_prompt_tokens_total", "Prompt tokens processed (prefill)", registry=r
@@ -47,8 +55,10 @@ class EngineMetrics:
             "kaito_inference_generation_tokens_total", "Tokens generated (including a final EOS)", registry=r
         )
         self.finished = Counter(
-            "kaito_inference_sequences_finished_total", "Sequences that left the engine, by finish reason",
-            ["reason"], registry=r,
+            "kaito_inference_sequences_finished_total",
+            "Sequences that left the engine, by finish reason",
+            ["reason"],
+            registry=r,
         )
         self.running = Gauge("kaito_inference_requests_running", "Sequences in the running batch", registry=r)
         self.waiting = Gauge("kaito_inference_requests_waiting", "Requests queued for the batch", registry=r)

@@ -151,8 +151,16 @@ GENERATE_KWARGS = {
     "return_full_text": "include the prompt in Result (default true for prompt, false for messages)",
 }
 # accepted for compatibility and ignored: they have no effect with one greedy/sampled sequence
-_IGNORED_KWARGS = {"early_stopping", "num_beams", "typical_p", "pad_token_id", "eos_token_id", "num_return_sequences",
-                   "use_cache", "length_penalty"}
+_IGNORED_KWARGS = {
+    "early_stopping",
+    "num_beams",
+    "typical_p",
+    "pad_token_id",
+    "eos_token_id",
+    "num_return_sequences",
+    "use_cache",
+    "length_penalty",
+}
 
 
 class GenerateKwargs(_Model):
@@ -181,6 +189,14 @@ class GenerateKwargs(_Model):
     eos_token_id: Any = None
     use_cache: Any = None
     length_penalty: Any = None
+
+    @field_validator("stop_strings")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > MAX_STOP_STRINGS or any(s == "" for s in stops):
+            raise ValueError(f"give at most {MAX_STOP_STRINGS} non-empty stop strings")
+        return v
 
 
 class ChatRequest(_Model):

@@ -78,7 +78,7 @@ class SamplerState:
         if not self.params.greedy:
             self.generator = torch.Generator()
             seed = self.params.seed if self.params.seed is not None else random.getrandbits(63)
-            self.generator.manual_seed(seed)
+            self.generator.manual_seed(seed % 2**64)  # any JSON integer is a valid seed; torch takes 64 bits
 
 
 def _process_row(logits: torch.Tensor, state: SamplerState, eos_ids: tuple[int, ...]) -> torch.Tensor:

@@ -144,6 +144,7 @@ async def test_seed_chat_contract(tiny_server: TinyServer) -> None:
         ("/chat", {"prompt": "x", "generate_kwargs": {"temperature": 0}}, 400, "generate_kwargs.temperature"),
         ("/chat", {"prompt": "one two three", "generate_kwargs": {"max_length": 2}}, 400, "generate_kwargs.max_length"),
         ("/chat", [1, 2], 400, None),
+        ("/chat", {"prompt": "x", "generate_kwargs": {"stop_strings": ["", "a"]}}, 400, "generate_kwargs.stop_strings"),
     ],
 )
 async def test_bad_input_is_a_4xx_naming_the_field(

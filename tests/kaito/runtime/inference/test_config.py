@@ -113,3 +113,6 @@ def test_sampling_rules() -> None:
     assert len(set(a)) == 1
     batch = choose_tokens(logits.repeat(2, 1), [greedy, _state(SamplingParams(temperature=2.0, seed=5))], ())
     assert batch == [1, a[0]]
+    # any JSON integer is a usable seed (torch generators take 64 bits)
+    for seed in (-(2**80), -1, 2**64, 2**100):
+        assert choose_tokens(logits, [_state(SamplingParams(temperature=1.0, seed=seed))], ())[0] in range(4)

@@ -22,15 +22,26 @@ from kaito.runtime.inference.api import create_app
 from .conftest import build_service
 
 VALID = {
-    "/v1/chat/completions": {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-                             "temperature": 0.5, "top_p": 0.9, "stop": ["\n"], "seed": 1, "stream": False},
+    "/v1/chat/completions": {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "stop": ["\n"],
+        "seed": 1,
+        "stream": False,
+    },
     "/v1/completions": {"model": "tiny", "prompt": "hello", "max_tokens": 4, "temperature": 0, "stream": False},
     "/chat": {"prompt": "hello", "generate_kwargs": {"max_new_tokens": 4, "top_k": 5, "do_sample": True}},
 }
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import LiveServer, post_json
 
-pytestmark = [pytest.mark.slow, pytest.mark.model]
+# the first test also pays for starting the shared server (model load, adapters) on a possibly busy machine
+pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.timeout(900)]
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write a haiku about the sea.", "What is 2+2?"]
@@ -31,13 +32,20 @@ async def greedy(c: openai.AsyncOpenAI, model: str, text: str, max_tokens: int =
 
 async def test_openai_client_chat_streaming_and_not(live_server: LiveServer) -> None:
     c = client(live_server)
-    answer = await c.chat.completions.create(model=live_server.base_model, messages=QUESTION, max_tokens=16,
-                                             temperature=0)
+    answer = await c.chat.completions.create(
+        model=live_server.base_model, messages=QUESTION, max_tokens=16, temperature=0
+    )
     text = answer.choices[0].message.content or ""
     assert text.strip()
     assert answer.usage is not None and answer.usage.completion_tokens <= 16
-    stream = await c.chat.completions.create(model=live_server.base_model, messages=QUESTION, max_tokens=16,
-                                             temperature=0, stream=True, stream_options={"include_usage": True})
+    stream = await c.chat.completions.create(
+        model=live_server.base_model,
+        messages=QUESTION,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     pieces, usage = [], None
     async for chunk in stream:
         if chunk.choices:
@@ -50,8 +58,9 @@ async def test_openai_client_chat_streaming_and_not(live_server: LiveServer) -> 
 
 async def test_openai_client_completions(live_server: LiveServer) -> None:
     c = client(live_server)
-    answer = await c.completions.create(model=live_server.base_model, prompt="1, 2, 3, 4,", max_tokens=6,
-                                        temperature=0, stop=["8"])
+    answer = await c.completions.create(
+        model=live_server.base_model, prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, stop=["8"]
+    )
     assert answer.choices[0].text.startswith(" 5, 6")
     assert "8" not in answer.choices[0].text
 
@@ -73,8 +82,11 @@ async def test_each_adapter_is_selectable_per_request(live_server: LiveServer) -
 
 async def test_seed_chat_endpoint(live_server: LiveServer) -> None:
     async with aiohttp.ClientSession() as s:
-        status, body = await post_json(s, live_server.url + "/chat", {
-            "prompt": "The capital of France is", "generate_kwargs": {"max_new_tokens": 5, "do_sample": False}})
+        status, body = await post_json(
+            s,
+            live_server.url + "/chat",
+            {"prompt": "The capital of France is", "generate_kwargs": {"max_new_tokens": 5, "do_sample": False}},
+        )
     assert status == 200
     assert body["Result"].startswith("The capital of France is") and "Paris" in body["Result"]
 
@@ -96,8 +108,11 @@ async def test_metrics_are_parseable_and_count_the_traffic(live_server: LiveServ
     async with aiohttp.ClientSession() as s, s.get(live_server.url + "/metrics") as resp:
         text = await resp.text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    ok = [s for s in families["kaito_inference_requests"].samples
-          if s.name.endswith("_total") and s.labels == {"endpoint": "/v1/chat/completions", "status": "200"}]
+    ok = [
+        s
+        for s in families["kaito_inference_requests"].samples
+        if s.name.endswith("_total") and s.labels == {"endpoint": "/v1/chat/completions", "status": "200"}
+    ]
     assert ok and ok[0].value >= 1
     assert families["kaito_inference_generation_tokens"].samples[0].value >= 1
     assert "kaito_inference_time_to_first_token_seconds" in families
