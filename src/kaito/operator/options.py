@@ -62,8 +62,9 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--namespace", "POD_NAMESPACE", DEFAULT_NAMESPACE, "namespace the operator runs in: its leader-election "
          "Lease, webhook Service and certificate Secret live there"),
     # provider
-    _Opt("--provider", "KAITO_PROVIDER", "local", "node provider for auto-provisioned Workspaces: azure, local or "
-         "none (bring your own nodes)", kind="choice", choices=PROVIDERS),
+    _Opt("--provider", "KAITO_PROVIDER", "none", "node provider for auto-provisioned Workspaces: azure (AKS agent "
+         "pools), local (Node objects only: kaito dev and tests, never a real cluster) or none (bring your own "
+         "nodes; the safe default)", kind="choice", choices=PROVIDERS),
     _Opt("--azure-subscription-id", "AZURE_SUBSCRIPTION_ID", None, "Azure subscription of the AKS cluster "
          "(--provider azure)"),
     _Opt("--azure-resource-group", "AZURE_RESOURCE_GROUP", None, "resource group of the AKS cluster "

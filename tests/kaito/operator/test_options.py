@@ -31,7 +31,7 @@ def test_console_script_help_exits_zero_and_lists_flags() -> None:
 def test_defaults_are_the_documented_ones() -> None:
     opts = parse_options([], {})
     assert (opts.metrics_bind_address, opts.health_probe_bind_address) == (":8080", ":8081")
-    assert opts.leader_elect is False and opts.provider == "local" and opts.webhook is True
+    assert opts.leader_elect is False and opts.provider == "none" and opts.webhook is True
     assert (opts.lease_duration, opts.renew_deadline, opts.retry_period) == (15.0, 10.0, 2.0)
     assert opts.watch_namespaces == () and opts.feature_gates["disableNodeAutoProvisioning"] is False
 
@@ -44,6 +44,7 @@ def test_environment_sets_defaults_and_flags_win() -> None:
     assert opts.provider == "none" and opts.watch_namespaces == ("a", "b") and opts.log_level == "debug"
     assert opts.enable_tuning_controller is False
     opts = parse_options(["--no-leader-elect", "--metrics-bind-address=:1", "--provider=local"], env)
+    assert opts.provider == "local"
     assert opts.leader_elect is False and opts.metrics_bind_address == ":1" and opts.provider == "local"
 
 
