@@ -96,8 +96,6 @@ async def _server(kind: str) -> AsyncIterator[tuple[str, int | None]]:
                                  scheduler=False) as srv:
             yield str(srv.token_kubeconfig_path), None
     else:
-        if not os.path.isfile(kind):
-            raise SystemExit(f"--server must be 'emulator', 'real' or a kubeconfig path; {kind!r} is none of these")
         yield kind, None
 
 
@@ -444,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
+    if args.server not in ("emulator", "real") and not Path(args.server).is_file():
+        p.error(f"--server must be 'emulator', 'real' or a kubeconfig path; {args.server!r} is none of these")
     if unknown or args.n < 1:
         p.error(f"--systems must name {', '.join(SYSTEMS)} (got {unknown}); --n must be >= 1")
     results = asyncio.run(run(args.server, args.n, systems, args.singles))
