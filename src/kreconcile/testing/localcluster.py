@@ -180,7 +180,7 @@ class LocalCluster:
             setup_job_controller(manager, self.client, cache, backoff_base_s=self.job_backoff_base_s)
             setup_endpoints_controller(manager, self.client, cache)
             setup_scheduler(manager, self.client, cache, manager.event_recorder("default-scheduler"))
-        setup_service_proxy(manager, cache, self.proxy)
+        setup_service_proxy(manager, cache, self.proxy, self.client)
         (
             Builder(manager)
             .named("localcluster-nodes")

@@ -8,8 +8,7 @@ against the pod's container ports). Services without a selector are left alone (
 The EndpointSlice is named ``<service>-<hash>``, labelled ``kubernetes.io/service-name`` and
 ``endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io``, owned by the Service.
 
-``type: LoadBalancer`` Services get ``status.loadBalancer.ingress: [{ip: 127.0.0.1}]``: LocalCluster serves every
-Service on loopback (see :mod:`kreconcile.testing.controllers.serviceproxy`).
+(``type: LoadBalancer`` status is the Service proxy's job: :mod:`kreconcile.testing.controllers.serviceproxy`.)
 """
 
 from __future__ import annotations
@@ -144,11 +143,6 @@ class EndpointsReconciler:
                  "metadata": {"name": request.name, "namespace": request.namespace}}))
             return Result()
         spec = service.get("spec") or {}
-        if spec.get("type") == "LoadBalancer":
-            ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress")
-            if not ingress:
-                await ignore_not_found(self.client.status().patch(
-                    service, {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}))
         selector = spec.get("selector")
         if not selector:
             return Result()

@@ -7,6 +7,9 @@ kube-controller-manager), each mapped through its ``targetRef`` and port to the 
 allocated; when the Endpoints have none (a real kube-apiserver refuses loopback addresses, so its endpoints
 controller cannot list local pods), the Ready pods the Service's selector matches. No ready backend → the
 connection is closed at once (like a Service without endpoints rejecting).
+
+``type: LoadBalancer`` Services get ``status.loadBalancer.ingress: [{ip: 127.0.0.1}]`` (what a cloud load balancer
+controller would write; the local address is :meth:`ServiceProxy.address`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import structlog
 
 from kreconcile.builder import Builder, ManagerLike
 from kreconcile.cache import Cache
+from kreconcile.client import Client
 from kreconcile.controller import Controller
-from kreconcile.errors import NotFound
+from kreconcile.errors import NotFound, ignore_not_found
 from kreconcile.labels import selector_from_labels
 from kreconcile.reconcile import Request, Result
-from kreconcile.testing.controllers._common import ENDPOINTS, POD, SERVICE, is_deleting, is_ready
+from kreconcile.testing.controllers._common import ENDPOINTS, POD, SERVICE, is_deleting, is_ready, with_kind
 from kreconcile.testing.controllers.endpoints import resolve_target_port, services_selecting
 
 log = structlog.get_logger("kreconcile.testing.serviceproxy")
@@ -181,9 +185,10 @@ class ServiceProxy:
 class ServiceProxyReconciler:
     """Reconciles a Service's listeners from the Service and its Endpoints (both read from the cache)."""
 
-    def __init__(self, cache: Cache, proxy: ServiceProxy) -> None:
+    def __init__(self, cache: Cache, proxy: ServiceProxy, client: Client | None = None) -> None:
         self.cache = cache
         self.proxy = proxy
+        self.client = client
 
     async def reconcile(self, request: Request) -> Result:
         namespace = request.namespace or "default"
@@ -195,6 +200,8 @@ class ServiceProxyReconciler:
             endpoints = await self.cache.get(ENDPOINTS, request.name, namespace)
         except NotFound:
             endpoints = None
+        if service is not None and self.client is not None:
+            await self._load_balancer_status(service)
         selector = ((service or {}).get("spec") or {}).get("selector") or {}
         pods: list[dict[str, Any]] = []
         if selector:
@@ -211,8 +218,23 @@ class ServiceProxyReconciler:
         return Result()
 
 
-def setup_service_proxy(manager: ManagerLike, cache: Cache, proxy: ServiceProxy) -> Controller:
-    """Register the proxy controller: ``for_`` Service, Endpoints mapped to the Service of the same name."""
+    async def _load_balancer_status(self, service: dict[str, Any]) -> None:
+        if (service.get("spec") or {}).get("type") != "LoadBalancer":
+            return
+        if ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+            return
+        assert self.client is not None
+        await ignore_not_found(self.client.status().patch(
+            with_kind(service, SERVICE), {"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}))
+
+
+def setup_service_proxy(
+    manager: ManagerLike, cache: Cache, proxy: ServiceProxy, client: Client | None = None
+) -> Controller:
+    """Register the proxy controller: ``for_`` Service, Endpoints of the same name and selected Pods mapped to it.
+
+    With ``client``, LoadBalancer Services also get their loopback ingress status.
+    """
     return (
         Builder(manager)
         .named("localcluster-serviceproxy")
@@ -220,5 +242,5 @@ def setup_service_proxy(manager: ManagerLike, cache: Cache, proxy: ServiceProxy)
         .watches(ENDPOINTS, lambda ep: [Request.for_object(ep)])
         .watches(POD, lambda pod: services_selecting(cache, pod))
         .with_options(needs_leader_election=False, skip_name_validation=True)
-        .complete(ServiceProxyReconciler(cache, proxy))
+        .complete(ServiceProxyReconciler(cache, proxy, client))
     )

@@ -335,3 +335,16 @@ async def test_deleting_a_node_stops_its_pods_and_removes_them(cluster: LocalClu
     await kubectl(cluster, "delete", "node", "node-1")
     await wait_for(lambda: _no_pods(cluster, ""), timeout=60)
     await wait_for(lambda: not _alive(pid))
+
+
+async def test_load_balancer_service_reports_its_loopback_ingress(cluster: LocalCluster) -> None:
+    lb = service("public")
+    lb["spec"]["type"] = "LoadBalancer"
+    await apply(cluster, lb)
+
+    async def ingress() -> list[dict[str, Any]] | None:
+        got = json.loads(await kubectl(cluster, "get", "service", "public", "-o", "json"))
+        return got.get("status", {}).get("loadBalancer", {}).get("ingress")
+
+    assert await wait_for(ingress) == [{"ip": "127.0.0.1"}]
+    assert cluster.service_address("default", "public", 80)[0] == "127.0.0.1"
