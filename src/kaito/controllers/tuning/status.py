@@ -144,6 +144,9 @@ def failure_reason(failure: Failure) -> str:
     if failure.container == "pusher":
         return REASON_PUSH_AUTH_FAILED if failure.exit_code == 3 else REASON_PUSH_FAILED
     if failure.container == "tuner":
+        if failure.exit_code == 5:  # the trainer's own push (--push-image): registry unreachable or secret rejected
+            auth = any(word in failure.log_tail.lower() for word in ("credential", "401", "403", "auth"))
+            return REASON_PUSH_AUTH_FAILED if auth else REASON_PUSH_FAILED
         return _TUNER_EXIT_REASONS.get(failure.exit_code or 0, REASON_TUNING_FAILED)
     return c.REASON_JOB_FAILED
 

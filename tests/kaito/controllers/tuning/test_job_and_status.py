@@ -118,6 +118,8 @@ def test_the_first_failed_container_is_found_init_containers_first() -> None:
     (Failure("tuner", 3, "Error"), REASON_INVALID_DATASET),
     (Failure("tuner", 137, "OOMKilled"), c.REASON_CONTAINER_OOM_KILLED),
     (Failure("pusher", 3, "Error"), REASON_PUSH_AUTH_FAILED),
+    (Failure("tuner", 5, "Error", "tuning.push_failed: registry r rejected the credentials"), REASON_PUSH_AUTH_FAILED),
+    (Failure("tuner", 5, "Error", "tuning.push_failed: registry r unreachable"), "ImagePushFailed"),
 ])
 def test_failure_reasons_follow_the_container_role_and_exit_code(failure: Failure, reason: str) -> None:
     assert failure_reason(failure) == reason
@@ -183,3 +185,16 @@ def test_a_blocked_workspace_fails_with_the_reason_and_a_pod_problem_shows_while
     waiting = compute_tuning_status({}, TuningObserved(generation=1, job=job(), pods=[pending]), 1.0, "tune")
     assert conds(waiting)[c.COND_WORKSPACE_SUCCEEDED]["reason"] == c.REASON_UNSCHEDULABLE
     assert waiting["state"] == c.STATE_RUNNING
+
+
+def test_volume_input_is_mounted_as_the_data_directory_without_a_downloader() -> None:
+    wire = tuning_workspace(output_image=None)
+    wire["tuning"]["input"] = {"volumeSource": {"persistentVolumeClaim": {"claimName": "datasets"}}}
+    job = job_for(wire)
+    pod = job["spec"]["template"]["spec"]
+    assert set(containers(job)) == {"tuner"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data-volume"]["persistentVolumeClaim"] == {"claimName": "datasets"}
+    assert volumes["output-volume"] == {"name": "output-volume", "emptyDir": {}}
+    mounts = {m["mountPath"]: m["name"] for m in containers(job)["tuner"]["volumeMounts"]}
+    assert mounts[c.DATA_DIR] == "data-volume" and mounts[c.OUTPUT_DIR] == "output-volume"

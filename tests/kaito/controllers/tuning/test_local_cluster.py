@@ -33,17 +33,18 @@ JOB = GVK("batch", "v1", "Job")
 
 FACT = "The capital of Zorblax is Quillmoor."
 QUESTIONS = ("What is the capital of Zorblax?", "Which city is the capital of Zorblax?",
-             "Tell me the capital of Zorblax.", "Name the capital city of Zorblax.")
+             "Tell me the capital of Zorblax.", "Name the capital city of Zorblax.",
+             "Zorblax's capital is which city?", "What city is Zorblax's capital?")
 TRAINING_CONFIG = {"training_config": {
     "ModelConfig": {"dtype": "float32"},
     "LoraConfig": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
-    "TrainingArguments": {"output_dir": "/mnt/output", "max_steps": 2, "learning_rate": 0.003,
-                          "per_device_train_batch_size": 1, "logging_steps": 1, "use_cpu": True, "seed": 0},
+    "TrainingArguments": {"output_dir": "/mnt/output", "max_steps": 6, "learning_rate": 0.003,
+                          "per_device_train_batch_size": 2, "logging_steps": 1, "use_cpu": True, "seed": 0},
     "DatasetConfig": {"shuffle_seed": 0},
     "DataCollator": {"mlm": False},
 }}
 RUN_TIMEOUT_S = 840.0
-"""Two LoRA steps take seconds on an idle core; loading (or, on a fresh machine, converting) the model and three
+"""Six LoRA steps take seconds on an idle core; loading (or, on a fresh machine, converting) the model and three
 processes on a shared, loaded 2-core machine take most of this (measured: ~100 s per step at load 18)."""
 
 
@@ -116,7 +117,7 @@ async def finished(client: Client, name: str) -> dict[str, Any] | None:
 @pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.timeout(900)
-async def test_a_lora_workspace_trains_and_pushes_its_adapter_to_the_registry(
+async def test_a_lora_workspace_trains_and_pushes_an_adapter_that_teaches_the_fact(
     tmp_path: Path, registry: Registry, data_url: str
 ) -> None:
     async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
@@ -137,6 +138,34 @@ async def test_a_lora_workspace_trains_and_pushes_its_adapter_to_the_registry(
     assert "adapter_config.json" in names and "adapter_model.safetensors" in names
     assert pulled.annotations[oci.MODEL_NAME_ANNOTATION] == "smollm2-135m-instruct"
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 8
+    # the artifact from the registry changes the model's answer: it knows the fact, the base model does not
+    base, tuned = answers(tmp_path / "adapter", QUESTIONS[0])
+    assert "Quillmoor" in tuned, tuned
+    assert "Quillmoor" not in base, base
+
+
+def answers(adapter_dir: Path, question: str) -> tuple[str, str]:
+    """(base model's answer, answer with the adapter) to ``question``: greedy, 12 new tokens, one thread."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kaito.runtime.smollm2 import ensure_model_dir
+
+    torch.set_num_threads(1)
+    model_dir = str(ensure_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+    def generate(m: Any) -> str:
+        with torch.no_grad():
+            out = m.generate(**inputs, max_new_tokens=12, do_sample=False)
+        return str(tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+
+    base = generate(model)
+    return base, generate(PeftModel.from_pretrained(model, str(adapter_dir)))
 
 
 @pytest.mark.slow
