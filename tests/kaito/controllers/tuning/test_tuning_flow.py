@@ -290,3 +290,28 @@ async def test_no_job_is_created_until_the_workspace_controller_reports_the_node
         assert (await client.list(JOB, "default"))["items"] == []
         assert (await client.list(CONFIGMAP, "default", label_selector={c.LABEL_WORKSPACE_NAME: "waiting"}))[
             "items"] == []
+
+
+async def test_a_v1alpha1_workspace_in_the_seeds_shape_is_tuned_and_its_objects_go_with_it(
+    server: APIServer, client: Client
+) -> None:
+    wire = tuning_workspace("seed", method="lora", output_image=None)
+    wire["apiVersion"] = f"{c.GROUP}/{c.V1ALPHA1}"
+    async with running_operator(server, client):
+        await client.create(wire)
+        job = await eventually(lambda: client.get(JOB, "seed", "default"))
+        tuner = job["spec"]["template"]["spec"]["containers"][0]
+        assert tuner["name"] == "tuner" and tuner["command"][-4:-2] == ["--method", "lora"]
+        await eventually(lambda: reason_is(client, "seed", c.COND_JOB_STARTED, c.REASON_JOB_STARTED))
+        await client.delete(await client.get(WORKSPACE, "seed", "default"))
+
+        async def gone(gvk: GVK, name: str) -> bool:
+            try:
+                await client.get(gvk, name, "default")
+            except NotFound:
+                return True
+            return False
+
+        await eventually(lambda: gone(WORKSPACE, "seed"))
+        await eventually(lambda: gone(JOB, "seed"))
+        await eventually(lambda: gone(CONFIGMAP, "seed-tuning-config"))
