@@ -8,11 +8,13 @@ Both get a small LoRA adapter made with peft from a fixed seed (random A and B, 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,6 +39,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 
 
 @pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    """A private temporary directory for the session's models and adapters, removed at the end. Not pytest's
+    basetemp: on a machine where other pytest sessions start, pytest deletes all but the 3 newest basetemps,
+    which would pull the files from under a long session's server."""
+    path = Path(tempfile.mkdtemp(prefix="kaito-inference-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The real SmolLM2-135M-Instruct directory (converted from the GGUF on first use, then cached)."""
     return ensure_model_dir()
@@ -55,11 +67,12 @@ def make_lora(model: Any, out: Path, seed: int, alpha: int = 8) -> Any:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(model_dir: Path, session_dir: Path) -> Path:
     """A random 2-layer Llama (hidden 64, 4 heads, 2 KV heads, 256 positions) with SmolLM2's tokenizer."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-model")
+    out = session_dir / "tiny-model"
+    out.mkdir()
     for name in TOKENIZER_FILES:
         if (model_dir / name).is_file():
             shutil.copy(model_dir / name, out / name)
@@ -87,11 +100,11 @@ def tiny_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_adapter_dir(tiny_model_dir: Path, session_dir: Path) -> Path:
     """Adapter directory with one adapter ``tiny-lora`` for the tiny model."""
     from transformers import AutoModelForCausalLM
 
-    root = tmp_path_factory.mktemp("tiny-adapters")
+    root = session_dir / "tiny-adapters"
     make_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), root / "tiny-lora", seed=7)
     return root
 
@@ -207,6 +220,20 @@ async def tiny_server(tiny_model_dir: Path, tiny_adapter_dir: Path) -> AsyncIter
         await client.close()
 
 
+def _is_our_server(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    """True when ``url`` answers ``/v1/models`` with our base model and our process is alive (another process may
+    grab the port between :func:`_free_port` and the server's bind on a busy machine)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
+    ids = [m.get("id") for m in body.get("data", [])] if isinstance(body, dict) else []
+    return proc.poll() is None and "smollm2-135m-instruct" in ids
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,11 +250,11 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def live_adapter_dir(model_dir: Path, session_dir: Path) -> Path:
     """Two LoRA adapters for SmolLM2: ``lora-a`` (strength 1.0) and ``lora-b`` (strength 0.5)."""
     from transformers import AutoModelForCausalLM
 
-    root = tmp_path_factory.mktemp("adapters")
+    root = session_dir / "adapters"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     for name, seed in (("lora-a", 1), ("lora-b", 2)):
         model = make_lora(model, root / name, seed=seed, alpha=32)
@@ -235,12 +262,10 @@ def live_adapter_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def live_server(
-    model_dir: Path, live_adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+def live_server(model_dir: Path, live_adapter_dir: Path, session_dir: Path) -> Iterator[LiveServer]:
     """``python -m kaito.runtime.inference`` on the real model, shared by the whole test session."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log_path = session_dir / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "lora-b": "0.5", "KAITO_MAX_MODEL_LEN": "1024"}
     cmd = [
         sys.executable,
@@ -264,16 +289,12 @@ def live_server(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600  # a loaded 2-core machine can take minutes to import torch and load
-        while True:
+        while not _is_our_server(url, proc):
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not listen within 600 s: {log_path.read_text()[-3000:]}") from None
-                time.sleep(0.5)  # polling a subprocess for readiness, not waiting for logic
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready within 600 s: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)  # polling a subprocess for readiness, not waiting for logic
         yield LiveServer(url, "smollm2-135m-instruct", log_path)
     finally:
         proc.terminate()
