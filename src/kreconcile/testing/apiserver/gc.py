@@ -120,7 +120,7 @@ class GarbageCollector:
                 await asyncio.sleep(0)
 
     def settle(self) -> None:
-        """Process everything pending synchronously (used by stop and tests that want a settled state)."""
+        """Process everything pending now, synchronously (for embedders that want a settled state at once)."""
         for _ in range(100):
             if not self.dirty:
                 return

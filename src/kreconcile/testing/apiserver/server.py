@@ -49,6 +49,12 @@ class APIServer:
         token: the bearer token clients must send; generated when None.
 
     Use ``async with APIServer() as server:`` or ``await server.start()`` / ``await server.stop()``.
+
+    After start: ``url``, ``port``, ``kubeconfig_path`` (kubectl and kubernetes-asyncio accept it), ``token``,
+    ``ca_path`` (None with ``tls=False``). Always: ``faults`` (:class:`~.faults.Faults`), ``store`` and
+    ``registry`` (the state and REST rules, for white-box assertions), ``service_resolver`` (webhook service
+    references), :meth:`set_pod_log_provider`. The garbage collector, namespace controller and CRD cleanup run
+    inside (see docs/conformance.md).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: bool = True, data_dir: Path | None = None,
