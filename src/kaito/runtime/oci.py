@@ -15,7 +15,7 @@
 - Every pulled file is checked against its layer's sha256 digest.
 
 Exit codes of the CLI: 0 done, 1 transfer or registry error, 2 bad arguments, 3 authentication rejected,
-4 ``--wait-for`` timed out.
+4 ``--wait-for`` timed out or was aborted by the ``--abort-if`` file (the tuning job's failure marker).
 """
 
 from __future__ import annotations
@@ -359,14 +359,20 @@ def wait_for_file(
     path: Path,
     timeout_s: float,
     *,
+    abort_if: Path | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     interval_s: float = 2.0,
 ) -> bool:
-    """Poll until ``path`` exists (the tuning job's completion marker); ``False`` after ``timeout_s`` seconds."""
+    """Poll every ``interval_s`` seconds until ``path`` exists (the tuning job's completion marker).
+
+    Returns:
+        ``True`` once it exists; ``False`` after ``timeout_s`` seconds or as soon as ``abort_if`` exists (the job's
+        failure marker), whichever comes first.
+    """
     deadline = clock() + timeout_s
     while not path.exists():
-        if clock() >= deadline:
+        if (abort_if is not None and abort_if.exists()) or clock() >= deadline:
             return False
         sleep(interval_s)
     return True
@@ -392,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--file", action="append", dest="files", help="push only this file (repeatable)")
             s.add_argument("--wait-for", help="wait until this file exists before pushing (the completion marker)")
             s.add_argument("--wait-timeout", type=float, default=86400.0, help="seconds to wait (default 86400)")
+            s.add_argument("--abort-if", help="stop waiting (exit 4) when this file appears (the failure marker)")
         else:
             s.add_argument("reference")
             s.add_argument("directory")
@@ -413,8 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "push":
-            if args.wait_for and not wait_for_file(Path(args.wait_for), args.wait_timeout):
-                log.error("oci.wait_timeout", file=args.wait_for, timeout_s=args.wait_timeout)
+            abort_if = Path(args.abort_if) if args.abort_if else None
+            if args.wait_for and not wait_for_file(Path(args.wait_for), args.wait_timeout, abort_if=abort_if):
+                log.error("oci.wait_ended", file=args.wait_for, timeout_s=args.wait_timeout, aborted_by=args.abort_if)
                 return EXIT_WAIT_TIMEOUT
             result = push(
                 args.directory,

@@ -194,3 +194,39 @@ def test_credentials_from_docker_config_formats() -> None:
     assert oci.credentials_for(cfg, "c.example.io") is None
     with pytest.raises(oci.OCIError, match="user:password"):
         oci.credentials_for({"auths": {"d.io": {"auth": base64.b64encode(b"nocolon").decode()}}}, "d.io")
+
+
+class _FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.on_sleep: list[object] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.on_sleep:
+            action = self.on_sleep.pop(0)
+            if callable(action):
+                action()
+
+
+def test_wait_for_file_returns_once_the_marker_appears(tmp_path: Path) -> None:
+    t = _FakeTime()
+    marker = tmp_path / "fine_tuning_completed.txt"
+    t.on_sleep = [None, lambda: marker.write_text("{}")]
+    assert oci.wait_for_file(marker, 60, clock=t.clock, sleep=t.sleep, interval_s=2)
+    assert t.now == 4
+
+
+def test_wait_for_file_stops_at_the_failure_marker_or_the_timeout(tmp_path: Path) -> None:
+    t = _FakeTime()
+    failed = tmp_path / "fine_tuning_failed.txt"
+    t.on_sleep = [lambda: failed.write_text("{}")]
+    assert not oci.wait_for_file(tmp_path / "done", 60, abort_if=failed, clock=t.clock, sleep=t.sleep, interval_s=2)
+    assert t.now == 2
+
+    t2 = _FakeTime()
+    assert not oci.wait_for_file(tmp_path / "done", 10, clock=t2.clock, sleep=t2.sleep, interval_s=2)
+    assert t2.now == 10

@@ -24,14 +24,23 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from kaito.runtime import oci
-from kaito.runtime.tuning.__main__ import EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, build_parser, run
+from kaito.runtime.tuning.__main__ import (
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_MODEL,
+    EXIT_PUSH,
+    FAILURE_MARKER,
+    build_parser,
+    run,
+)
 from kaito.runtime.tuning.config import parse_config
 from kaito.runtime.tuning.progress import TuningMetrics, serve_metrics
 from kaito.runtime.tuning.trainer import ADAPTER_FILES, COMPLETION_MARKER, TuningResult, run_tuning
 from tests.fixtures.registry import Registry, running_registry
 from tests.kaito.runtime.tuning.conftest import FACT_ANSWER, FACT_QUESTIONS, write_fact_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.model]
+# Module fixtures train twice on CPU: minutes on a loaded 2-core machine, so a higher limit than the default 300 s.
+pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.timeout(900)]
 
 STEPS = 6
 SRC = str(Path(oci.__file__).parents[2])
@@ -90,6 +99,18 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Itera
     yield LoraRun(result, text)
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One registry for the module, with basic auth (the push secret's credentials are kaito / s3cret)."""
+    with running_registry(tmp_path_factory.mktemp("registry"), auth=True) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def push_secret(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return registry.docker_config(tmp_path_factory.mktemp("secret") / "config.json")
+
+
 @dataclass
 class CliRun:
     code: int
@@ -98,9 +119,11 @@ class CliRun:
 
 
 @pytest.fixture(scope="module")
-def qlora_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> CliRun:
-    """A QLoRA (4-bit nf4) run through the Job's command-line code path, in-process (a subprocess would pay the
-    torch import again; test_cli_unknown_config_key_exits_2_naming_it covers ``python -m``)."""
+def qlora_run(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, registry: Registry, push_secret: Path
+) -> CliRun:
+    """A QLoRA (4-bit nf4) run through the Job's command-line code path, pushing the adapter to the registry, run
+    in-process (a subprocess would pay the torch import again; test_python_m_entry_point_* covers ``python -m``)."""
     import torch
 
     root = tmp_path_factory.mktemp("qlora")
@@ -110,7 +133,9 @@ def qlora_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> CliR
     out = root / "results"
     args = build_parser().parse_args(
         ["--config", str(config), "--data-dir", str(root / "data"), "--output-dir", str(out),
-         "--model", str(model_dir), "--method", "qlora", "--metrics-port", "-1"]
+         "--model", str(model_dir), "--method", "qlora", "--metrics-port", "-1",
+         "--push-image", f"{registry.host}/adapters/zorblax-qlora:v1", "--push-docker-config", str(push_secret),
+         "--push-plain-http", "--model-name", "smollm2-135m-instruct"]
     )  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,7 +192,7 @@ def test_progress_is_exported_as_prometheus_metrics(lora_run: LoraRun) -> None:
     assert samples["kaito_tuning_eta_seconds"] == 0
 
 
-def test_qlora_cli_exits_0_with_adapter_marker_and_progress_logs(qlora_run: CliRun) -> None:
+def test_qlora_cli_exits_0_with_adapter_marker_progress_logs_and_push(qlora_run: CliRun) -> None:
     assert qlora_run.code == 0, qlora_run.events[-3:]
     assert all((qlora_run.output_dir / f).is_file() for f in ADAPTER_FILES)
     assert json.loads((qlora_run.output_dir / COMPLETION_MARKER).read_text())["method"] == "qlora"
@@ -175,12 +200,32 @@ def test_qlora_cli_exits_0_with_adapter_marker_and_progress_logs(qlora_run: CliR
     assert [e["step"] for e in progress] == list(range(1, STEPS + 1))
     assert progress[-1]["loss"] < progress[0]["loss"]
     assert {"tokens_per_second", "eta_s", "total_steps"} <= set(progress[0])
+    pushed = [e for e in qlora_run.events if e.get("event") == "tuning.pushed"]
+    assert pushed and pushed[0]["digest"].startswith("sha256:")
 
 
-@pytest.fixture
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with running_registry(tmp_path_factory.mktemp("registry"), auth=False) as reg:
-        yield reg
+def test_wrong_push_secret_fails_before_training_with_exit_5(
+    registry: Registry, model_dir: Path, tmp_path: Path
+) -> None:
+    write_fact_dataset(tmp_path / "data" / "fact.jsonl")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_training_config(tmp_path / "out", qlora=False)))
+    secret = registry.docker_config(tmp_path / "config.json", password="wrong")
+    args = build_parser().parse_args(
+        ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--model", str(model_dir),
+         "--metrics-port", "-1", "--push-image", f"{registry.host}/adapters/x:1", "--push-docker-config", str(secret),
+         "--push-plain-http"]
+    )  # fmt: skip
+
+    with structlog.testing.capture_logs() as events:
+        code = run(args)
+
+    assert code == EXIT_PUSH
+    assert events[-1]["event"] == "tuning.push_failed"
+    assert f"registry {registry.host} rejected the credentials (user 'kaito')" in events[-1]["error"]
+    assert not any(e["event"] == "tuning.loading_model" for e in events)
+    failure = json.loads((tmp_path / "out" / FAILURE_MARKER).read_text())
+    assert failure["exit_code"] == EXIT_PUSH and "rejected the credentials" in failure["error"]
 
 
 def test_adapters_teach_the_fact_that_the_base_model_does_not_know(
@@ -188,6 +233,7 @@ def test_adapters_teach_the_fact_that_the_base_model_does_not_know(
     qlora_run: CliRun,
     base_model: tuple[Any, Any],
     registry: Registry,
+    push_secret: Path,
     tmp_path: Path,
     one_thread: None,
 ) -> None:
@@ -195,17 +241,27 @@ def test_adapters_teach_the_fact_that_the_base_model_does_not_know(
 
     tokenizer, base = base_model
     question = FACT_QUESTIONS[0]
-    # The LoRA adapter travels through the registry the way an inference Workspace receives it.
+    # Both adapters travel through the registry the way an inference Workspace receives them: LoRA pushed here,
+    # QLoRA pushed by the job itself (--push-image).
     ref = f"{registry.host}/adapters/zorblax:v1"
-    oci.push(lora_run.result.output_dir, ref, model_name="smollm2-135m-instruct", files=ADAPTER_FILES, plain_http=True)
+    oci.push(
+        lora_run.result.output_dir, ref, docker_config=push_secret, model_name="smollm2-135m-instruct",
+        files=ADAPTER_FILES, plain_http=True,
+    )  # fmt: skip
     pulled = tmp_path / "adapter" / "zorblax"
-    oci.pull(ref, pulled, plain_http=True)
+    oci.pull(ref, pulled, docker_config=push_secret, plain_http=True)
+    qlora_pulled = oci.pull(
+        f"{registry.host}/adapters/zorblax-qlora:v1", tmp_path / "adapter" / "zorblax-qlora",
+        docker_config=push_secret, plain_http=True,
+    )  # fmt: skip
+    assert qlora_pulled.annotations[oci.MODEL_NAME_ANNOTATION] == "smollm2-135m-instruct"
     for name in ADAPTER_FILES:
         assert (pulled / name).read_bytes() == (lora_run.result.output_dir / name).read_bytes()
+        assert (qlora_pulled.files[0].parent / name).read_bytes() == (qlora_run.output_dir / name).read_bytes()
 
     before = _answer(tokenizer, base, question)
     tuned = PeftModel.from_pretrained(base, str(pulled), adapter_name="lora")
-    tuned.load_adapter(str(qlora_run.output_dir), adapter_name="qlora")
+    tuned.load_adapter(str(tmp_path / "adapter" / "zorblax-qlora"), adapter_name="qlora")
     tuned.set_adapter("lora")
     with_lora = _answer(tokenizer, tuned, question)
     tuned.set_adapter("qlora")
@@ -272,7 +328,7 @@ def test_cli_unknown_model_dir_exits_4(tmp_path: Path) -> None:
 
 
 async def test_inference_server_serves_the_pulled_adapter_per_request(
-    lora_run: LoraRun, model_dir: Path, registry: Registry, tmp_path: Path, one_thread: None
+    lora_run: LoraRun, model_dir: Path, registry: Registry, push_secret: Path, tmp_path: Path, one_thread: None
 ) -> None:
     """The adapter, pulled from the registry into an adapter dir, is served by kaito.runtime.inference under its
     directory name; requests for the base model name ... get base + adapter (upstream's behaviour), so the base
@@ -284,8 +340,8 @@ async def test_inference_server_serves_the_pulled_adapter_per_request(
     from kaito.runtime.inference.server import build_service
 
     ref = f"{registry.host}/adapters/zorblax:v2"
-    oci.push(lora_run.result.output_dir, ref, model_name="smollm2-135m-instruct", files=ADAPTER_FILES, plain_http=True)
-    oci.pull(ref, tmp_path / "adapters" / "zorblax", plain_http=True)
+    oci.push(lora_run.result.output_dir, ref, docker_config=push_secret, files=ADAPTER_FILES, plain_http=True)
+    oci.pull(ref, tmp_path / "adapters" / "zorblax", docker_config=push_secret, plain_http=True)
     service = build_service(
         ServerConfig(model_dir=model_dir, adapter_dir=tmp_path / "adapters", dtype="float32", device="cpu", threads=1)
     )
