@@ -6,6 +6,7 @@
 #   bash hack/real-apiserver.sh stop [STATE_DIR]     stops every process start launched (pid files); no orphans
 #   bash hack/real-apiserver.sh status [STATE_DIR]   prints each component's pid and state; exit 0 only if all run
 #   bash hack/real-apiserver.sh env [STATE_DIR]      prints `export KUBECONFIG=...` lines for eval
+#   bash hack/real-apiserver.sh clean                deletes the 2.3 GB source tree from the cache (keeps the binaries)
 #
 # The binaries come from Debian bookworm's `kubernetes` source package (1.20.5+really1.20.2), built fully offline
 # from its vendor/ with Debian's golang-go 1.19. The vendored modern-go/reflect2 1.0.1 segfaults under Go >= 1.18
@@ -442,13 +443,22 @@ cmd_watch() {  # internal: poll the owner pid once a second; stop everything whe
   IN_WATCHDOG=1 cmd_stop
 }
 
+cmd_clean() {
+  [ -d "$CACHE/src" ] || { log "nothing to clean in $CACHE"; return 0; }
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.build.lock"
+  flock -n 9 || die "a build is running in $CACHE; clean after it finishes"
+  rm -rf "$CACHE/src"
+  log "deleted $CACHE/src; binaries kept in $BIN (a later build without them fetches the source again)"
+}
+
 cmd_env() {
   [ -f "$STATE/env" ] || die "not started in $STATE (run: bash hack/real-apiserver.sh start $STATE)"
   cat "$STATE/env"
 }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -470,6 +480,7 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    clean) cmd_clean ;;
     _watch) cmd_watch "$2" ;;
     *) usage ;;
   esac

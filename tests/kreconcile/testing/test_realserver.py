@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -144,8 +145,21 @@ def test_script_usage_lists_the_commands() -> None:
     script = Path(__file__).resolve().parents[3] / "hack" / "real-apiserver.sh"
     proc = subprocess.run(["bash", str(script), "help"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
-    for command in ("build", "start [STATE_DIR]", "stop [STATE_DIR]", "status", "env"):
+    for command in ("build", "start [STATE_DIR]", "stop [STATE_DIR]", "status", "env", "clean"):
         assert command in proc.stdout
+
+
+def test_clean_deletes_the_source_tree_and_keeps_the_binaries(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "src" / "kubernetes-1.20.5+really1.20.2").mkdir(parents=True)
+    (cache / "bin").mkdir()
+    (cache / "bin" / "kube-apiserver").write_text("#!/bin/sh\n")
+    script = Path(__file__).resolve().parents[3] / "hack" / "real-apiserver.sh"
+    env = {**os.environ, "KAITO_K8S_CACHE": str(cache)}
+    proc = subprocess.run(["bash", str(script), "clean"], capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not (cache / "src").exists()
+    assert (cache / "bin" / "kube-apiserver").is_file()
 
 
 # ------------------------------------------------------------------------------------------------- real server
