@@ -1,6 +1,6 @@
 """Job → Pods with ``parallelism``, ``completions`` and ``backoffLimit``, and the ``Complete``/``Failed`` conditions.
 
-As kube-controller-manager's Job controller (NonIndexed completion mode):
+As kube-controller-manager's Job controller:
 
 * pods ``<job>-<random>`` with labels ``batch.kubernetes.io/job-name``, ``job-name``,
   ``batch.kubernetes.io/controller-uid`` and ``controller-uid``;
@@ -14,11 +14,14 @@ As kube-controller-manager's Job controller (NonIndexed completion mode):
   ``Failed`` with reason ``BackoffLimitExceeded``, message ``Job has reached the specified backoff limit``;
   ``activeDeadlineSeconds`` exceeded → reason ``DeadlineExceeded``;
 * enough successes → conditions ``SuccessCriteriaMet`` and ``Complete``, ``completionTime`` set;
+* ``completionMode: Indexed``: each pod gets a completion index in ``[0, completions)`` (annotation and label
+  ``batch.kubernetes.io/job-completion-index``, env ``JOB_COMPLETION_INDEX``, hostname ``<job>-<index>``, name
+  ``<job>-<index>-<random>``); a failed index is retried; succeeded = distinct succeeded indexes, listed in
+  ``status.completedIndexes`` (``"0-2,4"``);
 * status ``active``, ``ready``, ``succeeded``, ``failed``, ``terminating``, ``startTime``,
   ``uncountedTerminatedPods``.
 
-Not done: ``completionMode: Indexed``, ``podFailurePolicy``, ``backoffLimitPerIndex``, ``suspend``,
-``ttlSecondsAfterFinished``.
+Not done: ``podFailurePolicy``, ``backoffLimitPerIndex``, ``suspend``, ``ttlSecondsAfterFinished``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,33 @@ def _finished_at(pod: dict[str, Any]) -> float | None:
     return max(times) if times else None
 
 
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+"""Annotation and label carrying an Indexed Job pod's completion index (also its ``JOB_COMPLETION_INDEX`` env)."""
+
+
+def completion_index(pod: dict[str, Any]) -> int | None:
+    """An Indexed Job pod's completion index (annotation ``batch.kubernetes.io/job-completion-index``), or None."""
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(INDEX_KEY)
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+def format_indexes(indexes: list[int]) -> str:
+    """``status.completedIndexes``: sorted indexes with runs compressed (``[0, 1, 2, 5]`` → ``"0-2,5"``)."""
+    parts: list[str] = []
+    start = prev = None
+    for i in sorted(set(indexes)):
+        if start is None:
+            start = prev = i
+        elif prev is not None and i == prev + 1:
+            prev = i
+        else:
+            parts.append(f"{start}-{prev}" if start != prev else str(start))
+            start = prev = i
+    if start is not None:
+        parts.append(f"{start}-{prev}" if start != prev else str(start))
+    return ",".join(parts)
+
+
 class JobReconciler:
     """Runs a Job's pods to completion or failure and writes its status.
 
@@ -105,7 +135,9 @@ class JobReconciler:
         finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
         active = [p for p in pods if phase(p) not in ("Succeeded", "Failed") and not is_deleting(p)]
         terminating = [p for p in pods if is_deleting(p) and phase(p) not in ("Succeeded", "Failed")]
-        succeeded = sum(1 for p in pods if phase(p) == "Succeeded")
+        indexed = spec.get("completionMode") == "Indexed"
+        done_indexes = sorted({i for p in pods if phase(p) == "Succeeded" and (i := completion_index(p)) is not None})
+        succeeded = len(done_indexes) if indexed else sum(1 for p in pods if phase(p) == "Succeeded")
         failed_pods = [p for p in pods if phase(p) == "Failed"]
         failed = len(failed_pods)
         if ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") == "OnFailure":
@@ -157,8 +189,12 @@ class JobReconciler:
                     if wait > 0:
                         requeue = wait if requeue is None else min(requeue, wait)
                     else:
-                        for _ in range(want - len(active)):
-                            created = await self.client.create(self._pod(job))
+                        busy = {completion_index(p) for p in active} | set(done_indexes)
+                        free = [i for i in range(int(completions or 0)) if i not in busy] if indexed else []
+                        for n in range(want - len(active)):
+                            if indexed and n >= len(free):
+                                break
+                            created = await self.client.create(self._pod(job, free[n] if indexed else None))
                             self.expectations.created(key, name_of(created))
                             active.append(created)
                 elif len(active) > want:
@@ -173,6 +209,7 @@ class JobReconciler:
             "failed": failed,
             "terminating": len(terminating),
             "uncountedTerminatedPods": {},
+            **({"completedIndexes": format_indexes(done_indexes)} if indexed and done_indexes else {}),
             "conditions": conditions,
         }
         if completion_time:
@@ -195,7 +232,7 @@ class JobReconciler:
             return 0.0
         return max(0.0, last + delay - now_wall)
 
-    def _pod(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _pod(self, job: dict[str, Any], index: int | None = None) -> dict[str, Any]:
         name, uid = name_of(job), job["metadata"].get("uid", "")
         labels = {
             "batch.kubernetes.io/job-name": name,
@@ -203,8 +240,19 @@ class JobReconciler:
             "batch.kubernetes.io/controller-uid": uid,
             "controller-uid": uid,
         }
-        return pod_from_template((job.get("spec") or {}).get("template") or {}, job, generate_name=f"{name}-",
-                                 labels=labels)
+        if index is not None:
+            labels[INDEX_KEY] = str(index)
+        pod = pod_from_template((job.get("spec") or {}).get("template") or {}, job,
+                                generate_name=f"{name}-" if index is None else f"{name}-{index}-", labels=labels)
+        if index is not None:
+            pod["metadata"].setdefault("annotations", {})[INDEX_KEY] = str(index)
+            pod["spec"].setdefault("hostname", f"{name}-{index}")
+            ref = {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}
+            for container in [*pod["spec"].get("containers", []), *pod["spec"].get("initContainers", [])]:
+                env = container.setdefault("env", [])
+                if not any(e.get("name") == "JOB_COMPLETION_INDEX" for e in env):
+                    env.insert(0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": ref})
+        return pod
 
     async def _delete(self, key: str, pod: dict[str, Any]) -> None:
         self.expectations.deleted(key, name_of(pod))

@@ -145,3 +145,10 @@ async def test_service_proxy_forwards_to_ready_backends_and_refuses_without_any(
 def test_unknown_backend_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match=r"use 'emulator' \(default\) or 'real'"):
         LocalCluster("kind")  # type: ignore[arg-type]
+
+
+def test_completed_indexes_are_compressed_into_ranges() -> None:
+    from kreconcile.testing.controllers.job import format_indexes
+
+    assert format_indexes([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
+    assert format_indexes([]) == ""

@@ -348,3 +348,34 @@ async def test_load_balancer_service_reports_its_loopback_ingress(cluster: Local
 
     assert await wait_for(ingress) == [{"ip": "127.0.0.1"}]
     assert cluster.service_address("default", "public", 80)[0] == "127.0.0.1"
+
+
+async def test_indexed_job_runs_each_completion_index_once(tmp_path: Path) -> None:
+    # Emulator only: Kubernetes 1.20 (our real backend) predates completionMode (alpha in 1.21).
+    async with LocalCluster(data_dir=tmp_path / "c") as cluster:
+        await _run_indexed_job(cluster)
+
+
+async def _run_indexed_job(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "shards", "namespace": "default"},
+        "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed", "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox",
+                            "command": ["sh", "-c", "echo $HOSTNAME > /out/shard-$JOB_COMPLETION_INDEX"],
+                            "volumeMounts": [{"name": "out", "mountPath": "/out"}]}],
+            "volumes": [{"name": "out", "hostPath": {"path": "/var/shards"}}],
+        }}},
+    }
+    await apply(cluster, job)
+    await kubectl(cluster, "wait", "--for=condition=Complete", "job/shards", "--timeout=60s")
+    assert cluster.client is not None
+    status = (await cluster.client.get(JOB, "shards", "default"))["status"]
+    assert status["succeeded"] == 3
+    assert status["completedIndexes"] == "0-2"
+    out = cluster.data_dir / "nodes" / "node-1" / "hostpath" / "var" / "shards"
+    assert sorted(p.name for p in out.iterdir()) == ["shard-0", "shard-1", "shard-2"]
+    assert (out / "shard-1").read_text() == "shards-1\n"
