@@ -53,7 +53,7 @@ from kaito.workloads import plan_workspace
 from kaito.workloads.plan import PlanError
 from kreconcile.clock import Clock, RealClock
 from kreconcile.conditions import get_condition, is_true
-from kreconcile.errors import AlreadyExists, NotFound
+from kreconcile.errors import AlreadyExists, Conflict, NotFound
 from kreconcile.gvk import GVK
 from kreconcile.reconcile import Request, Result
 
@@ -345,9 +345,12 @@ class TuningReconciler:
             return None
 
     async def _delete_quietly(self, obj: Mapping[str, Any]) -> None:
+        """Delete ``obj`` (its pods in the background); the uid precondition keeps a stale cached copy from
+        deleting a newer object of the same name."""
         try:
-            await self.client.delete(obj, propagation_policy="Background")
-        except NotFound:
+            await self.client.delete(obj, propagation_policy="Background",
+                                     preconditions={"uid": obj["metadata"]["uid"]})
+        except (NotFound, Conflict):
             pass
 
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, note: str, action: str) -> None:
