@@ -11,7 +11,9 @@ Per container the lifecycle is the kubelet's:
   ``lifecycle.preStop`` (exec or httpGet) also runs before a stop, bounded by the grace period; ``postStart`` is
   not run;
 * ``terminated`` with the exit code (signal N → 128+N), reason ``Completed``/``Error``/``OOMKilled``
-  (resident memory of the container's process group above ``resources.limits.memory``)/``StartError``;
+  (resident memory of the container's process group above ``resources.limits.memory``)/``StartError``, and a
+  ``message`` from ``terminationMessagePath`` (rewritten to a local file, like mounts) or, with
+  ``terminationMessagePolicy: FallbackToLogsOnError``, the log's tail;
 * restart by ``restartPolicy`` (init containers: on failure unless ``Never``) with CrashLoopBackOff: restart at
   once after the first failure, then ``waiting: CrashLoopBackOff`` for 10 s, 20 s, ... 300 s
   (``back-off 20s restarting failed container=app pod=web-0_default(uid)``).
@@ -61,6 +63,9 @@ CONFIG_RETRY_S = 1.0
 """Seconds between retries of a container whose Secret/ConfigMap is missing."""
 ERR_IMAGE_PULL_S = 1.0
 """Seconds a failed pull shows ``ErrImagePull`` before ``ImagePullBackOff``."""
+
+TERMINATION_PATH = "/dev/termination-log"
+"""``terminationMessagePath`` default; like every mount path it is rewritten to a per-container local file."""
 
 INHERITED_ENV = (
     "PATH",
@@ -357,6 +362,8 @@ class PodWorker:
         kind = "initContainers" if init else "containers"
         env_vars = await build_env(self.pod, container, self.ctx.get_secret, self.ctx.get_config_map)
         paths = mount_map(container, volumes, index, kind)
+        message_file = str(self._termination_file(container["name"], clear=True))
+        paths = PathMap({**paths.mounts, container.get("terminationMessagePath") or TERMINATION_PATH: message_file})
         ports = self._ports_for(container)
         argv = resolve_argv(
             image, expand_all(container.get("command"), env_vars), expand_all(container.get("args"), env_vars)
@@ -509,9 +516,35 @@ class PodWorker:
         }
         if raw < 0:
             record.state["terminated"]["signal"] = -raw
+        message = self._termination_message(container, record, code)
+        if message:
+            record.state["terminated"]["message"] = message
         record.ready = record.started = False
         self._changed()
         return code
+
+    def _termination_file(self, container: str, clear: bool = False) -> Path:
+        path = self.pod_dir / "termination" / container
+        if clear:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+        return path
+
+    def _termination_message(self, container: Mapping[str, Any], record: ContainerRecord, code: int) -> str:
+        """The file at ``terminationMessagePath`` (at most 4096 bytes), or with ``FallbackToLogsOnError`` and a
+        failure, the last 80 lines (at most 2048 bytes) of the log (the kubelet's rules)."""
+        path = self._termination_file(container["name"])
+        try:
+            data = path.read_bytes()[:4096]
+        except OSError:
+            data = b""
+        if not data and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            try:
+                log_data = self.log_path(container["name"], record.restart_count).read_bytes()
+            except OSError:
+                log_data = b""
+            data = b"".join(log_data.splitlines(keepends=True)[-80:])[-2048:]
+        return data.decode(errors="replace")
 
     async def _memory_watch(self, proc: ContainerProcess, limit: int, oom: asyncio.Event) -> None:
         while proc.returncode is None:

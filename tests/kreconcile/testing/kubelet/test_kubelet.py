@@ -303,3 +303,22 @@ async def test_pre_stop_hook_runs_before_the_container_is_stopped(
     assert worker is not None
     await worker.stop()
     assert (worker.pod_dir / "volumes" / "work" / "bye").read_text() == "bye\n"
+
+
+async def test_termination_message_comes_from_the_file_or_the_log_tail(
+    kubelet: ProcessKubelet, backend: FakeBackend
+) -> None:
+    pod = make_pod(
+        "msg",
+        [
+            {"name": "file", "image": "busybox",
+             "command": ["sh", "-c", "echo 'weights missing' > /dev/termination-log; exit 3"]},
+            {"name": "logs", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
+             "command": ["sh", "-c", "echo line1; echo 'CUDA out of memory'; exit 1"]},
+        ],
+        restartPolicy="Never",
+    )
+    await kubelet.sync_pod(pod)
+    await wait_for(lambda: (backend.statuses.get("msg") or {}).get("phase") == "Failed")
+    assert state_of(backend, "msg", 0)["state"]["terminated"]["message"] == "weights missing\n"
+    assert state_of(backend, "msg", 1)["state"]["terminated"]["message"] == "line1\nCUDA out of memory\n"
