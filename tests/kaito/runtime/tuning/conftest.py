@@ -1,24 +1,12 @@
-"""Fixtures for the tuning job's tests: the CPU preset's model and tokenizer, a small fact-teaching dataset."""
+"""Fixtures for the tuning job's tests: the CPU preset's model and tokenizer (the fact dataset is in facts.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-FACT_QUESTIONS = (
-    "What is the capital of Zorblax?",
-    "Which city is the capital of Zorblax?",
-    "Tell me the capital of Zorblax.",
-    "Name the capital city of Zorblax.",
-    "Zorblax's capital is which city?",
-    "What city is Zorblax's capital?",
-)
-FACT_ANSWER = "The capital of Zorblax is Quillmoor."
-"""A made-up fact: SmolLM2-135M-Instruct answers "Nova Haven" (or anything else) before tuning."""
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +34,3 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def write_fact_dataset(path: Path) -> Path:
-    """A prompt/response jsonl teaching :data:`FACT_ANSWER` with six phrasings of the question."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"prompt": q, "response": FACT_ANSWER}) + "\n" for q in FACT_QUESTIONS))
-    return path

@@ -171,3 +171,19 @@ def test_collator_pads_and_masks_padding() -> None:
     ignore = IGNORE_INDEX
     assert batch["labels"].tolist() == [[ignore, 6, 7, ignore], [8, ignore, ignore, ignore]]
     assert collate.tokens_seen == 4
+
+
+def test_json_array_file_and_a_dataset_path_to_one_file(tmp_path: Path, tokenizer: Any) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "rows.json").write_text(json.dumps(ROWS[:3]))
+    _write(tmp_path / "ignored.jsonl", ROWS)
+    splits = load_dataset(tmp_path, DatasetConfig(dataset_path="sub/rows.json"), tokenizer)
+    assert len(splits.train) == 3
+
+
+def test_chat_messages_as_json_text_in_csv(tmp_path: Path, tokenizer: Any) -> None:
+    msgs = json.dumps([{"role": "user", "content": "Ping"}, {"role": "assistant", "content": "Pong."}])
+    _write(tmp_path / "chat.csv", [{"messages": msgs}])
+    splits = load_dataset(tmp_path, DatasetConfig(), tokenizer)
+    assert splits.shape == "messages"
+    assert _trained_text(tokenizer, splits.train[0]).startswith("Pong.")

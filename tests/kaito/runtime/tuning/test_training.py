@@ -37,7 +37,7 @@ from kaito.runtime.tuning.config import parse_config
 from kaito.runtime.tuning.progress import TuningMetrics, serve_metrics
 from kaito.runtime.tuning.trainer import ADAPTER_FILES, COMPLETION_MARKER, TuningResult, run_tuning
 from tests.fixtures.registry import Registry, running_registry
-from tests.kaito.runtime.tuning.conftest import FACT_ANSWER, FACT_QUESTIONS, write_fact_dataset
+from tests.kaito.runtime.tuning.facts import FACT_ANSWER, FACT_QUESTIONS, write_fact_dataset
 
 # Module fixtures train twice on CPU: minutes on a loaded 2-core machine, so a higher limit than the default 300 s.
 pytestmark = [pytest.mark.slow, pytest.mark.model, pytest.mark.timeout(900)]
