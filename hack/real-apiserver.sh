@@ -273,6 +273,22 @@ wait_http() {  # wait_http NAME URL TIMEOUT CURL_ARGS...: poll until 200 or the 
   die "$name not ready at $url after ${timeout}s; log: $STATE/logs/$name.log"
 }
 
+wait_sa_token() {  # wait_sa_token URL PKI: until default/default ServiceAccount lists a token Secret (60 s)
+  local url=$1 pki=$2 deadline=$(($(date +%s) + 60))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if curl -fsS --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+      "$url/api/v1/namespaces/default/serviceaccounts/default" 2>/dev/null | grep -q '"secrets"'; then
+      return 0
+    fi
+    kill -0 "$(cat "$(pidfile kube-controller-manager)")" 2>/dev/null || {
+      tail -n 30 "$STATE/logs/kube-controller-manager.log" >&2
+      die "kube-controller-manager exited during start-up; log: $STATE/logs/kube-controller-manager.log"
+    }
+    sleep 0.2
+  done
+  die "the default ServiceAccount got no token within 60 s; log: $STATE/logs/kube-controller-manager.log"
+}
+
 write_kubeconfig() {  # write_kubeconfig FILE URL USER_BLOCK
   local file=$1 url=$2 user=$3
   cat >"$file" <<EOF
@@ -369,6 +385,11 @@ cmd_start() {
       --authorization-kubeconfig "$STATE/kubeconfig" \
       --bind-address 127.0.0.1 --secure-port 0 --port 0 --leader-elect=false --v=1
   fi
+  # Pods are refused (ServiceAccount admission) until their namespace's `default` ServiceAccount has a token
+  # Secret: wait for it in `default`, so "ready" means a pod can be created there at once.
+  case ",$controllers," in
+    *,serviceaccount-token,* | *,\*,*) wait_sa_token "$url" "$pki" ;;
+  esac
   cat >"$STATE/env" <<EOF
 export KUBECONFIG=$STATE/kubeconfig
 export REAL_APISERVER_URL=$url

@@ -175,6 +175,10 @@ async def test_server_reports_kubernetes_1_20_and_is_ready(server: RealAPIServer
     assert server.url.startswith("https://127.0.0.1:")
     async with rest.session.get(server.url + "/readyz") as resp:
         assert resp.status == 200
+    # start waited for the default ServiceAccount's token, so the first pod in `default` is admitted.
+    pod = {"metadata": {"name": "first"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    status, body = await rest.request("POST", "/api/v1/namespaces/default/pods", pod)
+    assert status == 201, body
 
 
 @pytest.mark.realserver
