@@ -18,8 +18,11 @@ Per container the lifecycle is the kubelet's:
   once after the first failure, then ``waiting: CrashLoopBackOff`` for 10 s, 20 s, ... 300 s
   (``back-off 20s restarting failed container=app pod=web-0_default(uid)``).
 
-Time (back-offs, probe periods, grace periods) runs on the injectable clock; probe timeouts and memory sampling
-use real time because they measure real processes.
+``spec.activeDeadlineSeconds`` (from the worker's start) stops every container and fails the pod with reason
+``DeadlineExceeded``; ``hostNetwork`` pods keep their declared ports (no remapping).
+
+Time (back-offs, probe periods, grace periods, deadlines) runs on the injectable clock; probe timeouts and memory
+sampling use real time because they measure real processes.
 """
 
 from __future__ import annotations
@@ -158,6 +161,9 @@ class PodWorker:
         self._task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
         """Set when the pod will start no more processes (completed, failed or stopped)."""
+        self.failure: tuple[str, str] | None = None
+        """``(reason, message)`` when the kubelet failed the pod itself (``DeadlineExceeded``)."""
+        self._deadline_task: asyncio.Task[None] | None = None
         self._log = log.bind(namespace=self.namespace, name=self.name, node=ctx.node_name)
 
     # ---------------------------------------------------------------- lifecycle
@@ -177,6 +183,7 @@ class PodWorker:
         """Stop every container (SIGTERM, SIGKILL after ``grace_seconds``, default the pod's) and wait for them."""
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
         self._stopping.set()
+        self._deadline_task_cancel()
         procs = list(self._procs.items())
         if procs:
             for name, _ in procs:
@@ -218,7 +225,7 @@ class PodWorker:
     def status(self, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``PodStatus`` dict now; ``previous`` (the stored status) keeps condition transition times."""
         previous = previous or {}
-        phase = pod_phase(self.restart_policy, self.init_records, self.records)
+        phase = "Failed" if self.failure else pod_phase(self.restart_policy, self.init_records, self.records)
         now = rfc3339(self.ctx.clock.wall())
         conditions = pod_conditions(phase, self.init_records, self.records, previous.get("conditions") or [], now)
         out: dict[str, Any] = {
@@ -234,6 +241,8 @@ class PodWorker:
         }
         if self.init_records:
             out["initContainerStatuses"] = [r.to_status() for r in self.init_records]
+        if self.failure:
+            out["reason"], out["message"] = self.failure
         return out
 
     def log_path(self, container: str, attempt: int) -> Path:
@@ -312,7 +321,22 @@ class PodWorker:
     def _field(self, path: str) -> str:
         return pod_field(self.pod, path)
 
+    def _deadline_task_cancel(self) -> None:
+        if self._deadline_task is not None and self._deadline_task is not asyncio.current_task():
+            self._deadline_task.cancel()
+
+    async def _enforce_deadline(self, seconds: float) -> None:
+        """``spec.activeDeadlineSeconds``: past it, stop every container and fail the pod (``DeadlineExceeded``)."""
+        if not await self._sleep_or_stop(seconds):
+            return
+        self.failure = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+        self._event("Normal", "DeadlineExceeded", self.failure[1])
+        await self.stop()
+
     async def _run(self) -> None:
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is not None:
+            self._deadline_task = asyncio.create_task(self._enforce_deadline(float(deadline)))
         try:
             volumes = await self._prepare_volumes()
             if volumes is None:
@@ -327,6 +351,7 @@ class PodWorker:
             await asyncio.gather(
                 *(self._supervise(spec, i, self.records[i], volumes, init=False) for i, spec in enumerate(self._specs))
             )
+            self._deadline_task_cancel()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -351,7 +376,10 @@ class PodWorker:
     def _ports_for(self, container: Mapping[str, Any]) -> dict[int, int]:
         name = container["name"]
         if name not in self.ports:
-            self.ports[name] = {number: free_port() for _, number in declared_ports(container)}
+            host_network = bool((self.pod.get("spec") or {}).get("hostNetwork"))
+            self.ports[name] = {
+                number: number if host_network else free_port() for _, number in declared_ports(container)
+            }
         return self.ports[name]
 
     async def _build_launch(

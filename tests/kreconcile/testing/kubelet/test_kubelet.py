@@ -322,3 +322,25 @@ async def test_termination_message_comes_from_the_file_or_the_log_tail(
     await wait_for(lambda: (backend.statuses.get("msg") or {}).get("phase") == "Failed")
     assert state_of(backend, "msg", 0)["state"]["terminated"]["message"] == "weights missing\n"
     assert state_of(backend, "msg", 1)["state"]["terminated"]["message"] == "line1\nCUDA out of memory\n"
+
+
+async def test_active_deadline_fails_the_pod_and_stops_its_containers(
+    fake_kubelet: Any, backend: FakeBackend
+) -> None:
+    kubelet, clock = fake_kubelet
+    pod = make_pod("late", [{"name": "c", "image": "busybox", "command": ["sleep", "300"]}],
+                   activeDeadlineSeconds=30, terminationGracePeriodSeconds=1)
+    await kubelet.sync_pod(pod)
+    await wait_for(lambda: "running" in state_of(backend, "late").get("state", {}))
+    await wait_for(lambda: (backend.statuses.get("late") or {}).get("phase") == "Failed", clock=clock, step=5)
+    status = backend.statuses["late"]
+    assert status["reason"] == "DeadlineExceeded"
+    assert "terminated" in status["containerStatuses"][0]["state"]
+
+
+async def test_host_network_pods_keep_their_declared_ports(kubelet: ProcessKubelet, backend: FakeBackend) -> None:
+    pod = make_pod("hostnet", [{"name": "c", "image": "busybox", "command": ["sleep", "300"],
+                                "ports": [{"containerPort": 18081}]}], hostNetwork=True)
+    await kubelet.sync_pod(pod)
+    await wait_for(lambda: "running" in state_of(backend, "hostnet").get("state", {}))
+    assert kubelet.local_port("default", "hostnet", 18081) == 18081
