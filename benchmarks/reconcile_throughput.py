@@ -384,6 +384,11 @@ def report(results: dict[str, Any]) -> str:
         ("create: objects/s", lambda r: _fmt(r["create"]["objects_per_s"], 0)),
         ("update: s to converge", lambda r: _fmt(r["update"]["seconds"], 2)),
         ("update: objects/s", lambda r: _fmt(r["update"]["objects_per_s"], 0)),
+        ("s issuing the N writes (create / update)",
+         lambda r: f'{_fmt(r["create"]["writes_issued_s"], 1)} / {_fmt(r["update"]["writes_issued_s"], 1)}'),
+        ("s from the last write to converged (create / update)", lambda r: "n/a (starts after)" if r["system"] == "bare"
+         else f'{_fmt(r["create"]["seconds"] - r["create"]["writes_issued_s"], 1)} / '
+              f'{_fmt(r["update"]["seconds"] - r["update"]["writes_issued_s"], 1)}'),
         ("update → status p50 ms", lambda r: _fmt(r.get("latency", {}).get("p50_ms"))),
         ("update → status p99 ms", lambda r: _fmt(r.get("latency", {}).get("p99_ms"))),
         ("server write (spec PATCH) p50 ms", lambda r: _fmt(r.get("latency", {}).get("write_p50_ms"))),
@@ -396,6 +401,8 @@ def report(results: dict[str, Any]) -> str:
         ("reconciles (create / update)", lambda r: f'{r["create"]["reconciles"]} / {r["update"]["reconciles"]}'),
         ("API requests per object (create)", lambda r: _fmt(r["create"]["requests_per_object"], 2)),
         ("API requests per object (update)", lambda r: _fmt(r["update"]["requests_per_object"], 2)),
+        ("watch events per change (seen by the benchmark)",
+         lambda r: _fmt((r["watch_events_seen"] - 2) / (2 * r["n"] + r.get("latency", {}).get("count", 0)), 2)),
         ("writes per object (create / update)",
          lambda r: f'{_fmt(r["create"]["writes_per_object"], 2)} / {_fmt(r["update"]["writes_per_object"], 2)}'),
     ]
@@ -439,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--singles", type=int, default=100, help="single updates for the latency figures (default 100)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON here")
+    p.add_argument("--report", type=Path, default=None, help="only print the table of a saved --json-out file")
     args = p.parse_args(argv)
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if args.server not in ("emulator", "real") and not Path(args.server).is_file():
