@@ -187,9 +187,11 @@ def check_access(
         return Access("token", credentials)
     if r.status_code != 401:
         raise OCIError(f"registry {ref.registry}: GET /v2/ answered {r.status_code}; is this an OCI registry?")
+    # Bearer registries (ACR, GHCR, Docker Hub) hand out tokens, anonymous ones too for public pulls; Basic ones
+    # (htpasswd) need credentials.
     scheme, params = _parse_challenge(r.headers.get("Www-Authenticate", ""))
-    who = f"user {credentials[0]!r}" if credentials else "no credentials"
-    if credentials is None:
+    who = f"user {credentials[0]!r}" if credentials else "anonymous"
+    if credentials is None and scheme != "bearer":
         raise RegistryAuthError(
             f"registry {ref.registry} requires authentication and the docker config has no entry for it; add "
             f"{ref.registry} to the secret's auths"
@@ -212,9 +214,10 @@ def check_access(
         except requests.RequestException as e:
             raise OCIError(f"registry {ref.registry}: token service {params['realm']} unreachable: {e}") from e
         if t.status_code != 200:
+            fix = "fix the image push/pull secret" if credentials else f"add {ref.registry} to the secret's auths"
             raise RegistryAuthError(
                 f"registry {ref.registry} rejected the credentials ({who}) for {action} on {ref.repository}: "
-                f"HTTP {t.status_code}; fix the image push/pull secret"
+                f"HTTP {t.status_code}; {fix}"
             )
         return Access("token", credentials)
     raise OCIError(f"registry {ref.registry}: unsupported authentication challenge {scheme!r}")

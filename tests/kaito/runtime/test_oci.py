@@ -230,3 +230,50 @@ def test_wait_for_file_stops_at_the_failure_marker_or_the_timeout(tmp_path: Path
     t2 = _FakeTime()
     assert not oci.wait_for_file(tmp_path / "done", 10, clock=t2.clock, sleep=t2.sleep, interval_s=2)
     assert t2.now == 10
+
+
+@pytest.fixture
+def bearer_registry() -> Iterator[str]:
+    """A stand-in for a token-auth registry (ACR, GHCR): /v2/ challenges with Bearer; /token grants a token to
+    kaito/s3cret for any scope and to anonymous callers for pull scopes only."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            host = f"127.0.0.1:{self.server.server_address[1]}"
+            if self.path == "/v2/":
+                self.send_response(401)
+                self.send_header("Www-Authenticate", f'Bearer realm="http://{host}/token",service="{host}"')
+                self.end_headers()
+                return
+            auth = self.headers.get("Authorization", "")
+            good = auth == "Basic " + base64.b64encode(b"kaito:s3cret").decode()
+            anonymous_pull = not auth and "push" not in self.path
+            body = json.dumps({"token": "t"}).encode() if good or anonymous_pull else b"{}"
+            self.send_response(200 if good or anonymous_pull else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_token_registry_credentials_are_checked_at_the_token_service(bearer_registry: str) -> None:
+    ref = oci.parse_reference(f"{bearer_registry}/adapters/x:1")
+
+    assert oci.check_access(ref, ("kaito", "s3cret"), plain_http=True, push=True).backend == "token"
+    assert oci.check_access(ref, None, plain_http=True).credentials is None  # anonymous pull of a public image
+    with pytest.raises(oci.RegistryAuthError, match=r"rejected the credentials \(user 'kaito'\) for pull,push"):
+        oci.check_access(ref, ("kaito", "wrong"), plain_http=True, push=True)
+    with pytest.raises(oci.RegistryAuthError, match=r"anonymous.*add .* to the secret's auths"):
+        oci.check_access(ref, None, plain_http=True, push=True)
