@@ -6,7 +6,8 @@ creates the new pods, then deletes old ones only while ``readyReplicas`` stays a
 maxUnavailable`` (default 25 %, rounded down); failed or succeeded pods are deleted and replaced; status
 ``replicas``, ``updatedReplicas``, ``readyReplicas``, ``availableReplicas``, ``unavailableReplicas``,
 ``observedGeneration`` and the ``Available``/``Progressing`` conditions with the upstream reasons
-(``MinimumReplicasAvailable``, ``NewReplicaSetAvailable``, ``ReplicaSetUpdated``).
+(``MinimumReplicasAvailable``, ``NewReplicaSetAvailable``, ``ReplicaSetUpdated``, ``DeploymentPaused``); a paused
+Deployment's pods are left alone.
 
 Differences (documented in ``docs/local-cluster.md``): no ReplicaSet objects, so no rollout history or
 ``kubectl rollout undo``; ``maxSurge`` is not limited (all new pods are created at once); ``minReadySeconds`` and
@@ -93,7 +94,9 @@ class DeploymentReconciler:
         old = [p for p in live if p not in new]
         strategy = (spec.get("strategy") or {}).get("type") or "RollingUpdate"
         unavailable_ok = max_unavailable(deployment, replicas)
-        if strategy == "Recreate" and old:
+        if spec.get("paused"):
+            pass  # a paused Deployment's pods are left as they are; only its status is kept current
+        elif strategy == "Recreate" and old:
             for pod in old:
                 await self._delete(key, pod)
         elif strategy == "Recreate" and any(is_deleting(p) for p in pods):
@@ -151,7 +154,10 @@ class DeploymentReconciler:
         else:
             set_workload_condition(status["conditions"], "Available", "False", "MinimumReplicasUnavailable",
                                    "Deployment does not have minimum availability.", now)
-        if len(updated) == replicas == ready and len(live) == replicas:
+        if (deployment.get("spec") or {}).get("paused"):
+            set_workload_condition(status["conditions"], "Progressing", "Unknown", "DeploymentPaused",
+                                   "Deployment is paused", now)
+        elif len(updated) == replicas == ready and len(live) == replicas:
             set_workload_condition(status["conditions"], "Progressing", "True", "NewReplicaSetAvailable",
                                    f'ReplicaSet "{rs_name}" has successfully progressed.', now)
         else:

@@ -379,3 +379,27 @@ async def _run_indexed_job(cluster: LocalCluster) -> None:
     out = cluster.data_dir / "nodes" / "node-1" / "hostpath" / "var" / "shards"
     assert sorted(p.name for p in out.iterdir()) == ["shard-0", "shard-1", "shard-2"]
     assert (out / "shard-1").read_text() == "shards-1\n"
+
+
+async def test_paused_deployment_keeps_its_pods_until_resumed(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    await apply(cluster, deployment("hold", replicas=1))
+    first = await wait_for(lambda: _ready_names(cluster, "app=hold"))
+    await kubectl(cluster, "rollout", "pause", "deployment/hold")
+
+    async def paused() -> bool:
+        got = json.loads(await kubectl(cluster, "get", "deployment", "hold", "-o", "json"))
+        return any(c.get("reason") == "DeploymentPaused" for c in got["status"].get("conditions", []))
+
+    await wait_for(paused)
+    await kubectl(cluster, "set", "env", "deployment/hold", "COLOR=blue")
+
+    async def observed() -> bool:  # the controller has seen the new template (and done nothing with it)
+        got = json.loads(await kubectl(cluster, "get", "deployment", "hold", "-o", "json"))
+        return bool(got["status"].get("observedGeneration") == got["metadata"]["generation"])
+
+    await wait_for(observed)
+    assert {p["metadata"]["name"] for p in await _pods(cluster, "app=hold")} == first
+    await kubectl(cluster, "rollout", "resume", "deployment/hold")
+    await kubectl(cluster, "rollout", "status", "deployment/hold", "--timeout=60s")
+    await wait_for(lambda: _only_new_ready(cluster, "app=hold", first), timeout=60)
