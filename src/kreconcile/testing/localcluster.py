@@ -195,6 +195,8 @@ class LocalCluster:
             synced.cancel()
             self._manager_task.result()
             raise RuntimeError("LocalCluster manager stopped during start")
+        if not synced.result():
+            raise TimeoutError("LocalCluster: the informer caches did not sync within 60 s; is the API server up?")
 
     async def stop(self) -> None:
         """Stop every container (SIGTERM, SIGKILL after at most 5 s), the controllers, the server; remove temp dirs."""
