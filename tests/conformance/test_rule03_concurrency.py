@@ -30,3 +30,24 @@ async def test_put_without_version_is_unconditional(cluster: Cluster) -> None:
     status, body = await cluster.request("PUT", cluster.ns_path("configmaps", name="a"),
                                          {"metadata": {"name": "a"}, "data": {"v": "9"}})
     assert status == 200 and body["data"] == {"v": "9"}
+
+
+async def test_dry_run_validates_without_storing(cluster: Cluster) -> None:
+    status, body = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "dry"}},
+                                         params={"dryRun": "All"})
+    assert status == 201 and body["metadata"]["name"] == "dry"
+    status, _ = await cluster.request("GET", cluster.ns_path("configmaps", name="dry"))
+    assert status == 404
+    status, body = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "Bad_Name"}},
+                                         params={"dryRun": "All"})
+    assert (status, body["reason"]) == (422, "Invalid")
+    await cluster.create("configmaps", {"metadata": {"name": "real"}, "data": {"k": "1"}})
+    status, body = await cluster.request("PATCH", cluster.ns_path("configmaps", name="real"), {"data": {"k": "2"}},
+                                         "application/merge-patch+json", params={"dryRun": "All"})
+    assert status == 200 and body["data"] == {"k": "2"}
+    _, stored = await cluster.request("GET", cluster.ns_path("configmaps", name="real"))
+    assert stored["data"] == {"k": "1"}
+    status, _ = await cluster.request("DELETE", cluster.ns_path("configmaps", name="real"), params={"dryRun": "All"})
+    assert status == 200
+    status, _ = await cluster.request("GET", cluster.ns_path("configmaps", name="real"))
+    assert status == 200

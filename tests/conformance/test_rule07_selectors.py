@@ -38,3 +38,12 @@ async def test_field_selectors(cluster: Cluster) -> None:
         assert sorted(i["metadata"]["name"] for i in body["items"]) == expected, selector
     status, body = await cluster.request("GET", cluster.ns_path("pods"), params={"fieldSelector": "spec.bogus=1"})
     assert (status, body["reason"]) == (400, "BadRequest")
+
+
+async def test_delete_collection_honours_the_selector(cluster: Cluster) -> None:
+    for name, labels in LABELS.items():
+        await cluster.create("configmaps", {"metadata": {"name": name, "labels": labels}})
+    status, _ = await cluster.request("DELETE", cluster.ns_path("configmaps"), params={"labelSelector": "env=prod"})
+    assert status == 200
+    _, left = await cluster.request("GET", cluster.ns_path("configmaps"))
+    assert sorted(i["metadata"]["name"] for i in left["items"] if i["metadata"]["name"] in LABELS) == ["b", "d"]
