@@ -6,6 +6,7 @@ docker-registry, from where it pulls back. Slow: a real training run."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ FACT = "The capital of Zorblax is Quillmoor."
 QUESTIONS = ("What is the capital of Zorblax?", "Which city is the capital of Zorblax?",
              "Tell me the capital of Zorblax.", "Name the capital city of Zorblax.",
              "Zorblax's capital is which city?", "What city is Zorblax's capital?")
-TRAINING_CONFIG = {"training_config": {
+TRAINING_CONFIG: dict[str, Any] = {"training_config": {
     "ModelConfig": {"dtype": "float32"},
     "LoraConfig": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
     "TrainingArguments": {"output_dir": "/mnt/output", "max_steps": 6, "learning_rate": 0.003,
@@ -98,10 +99,14 @@ async def push_secret(client: Client, registry: Registry, tmp: Path, password: s
                          "data": {".dockerconfigjson": base64.b64encode(config).decode()}})
 
 
-async def training_config(client: Client) -> None:
+async def training_config(client: Client, max_steps: int | None = None) -> None:
+    """ConfigMap ``fast-lora`` with :data:`TRAINING_CONFIG` (``max_steps`` overridden when given)."""
+    doc = copy.deepcopy(TRAINING_CONFIG)
+    if max_steps is not None:
+        doc["training_config"]["TrainingArguments"]["max_steps"] = max_steps
     await client.create({"apiVersion": "v1", "kind": "ConfigMap",
                          "metadata": {"name": "fast-lora", "namespace": "default"},
-                         "data": {c.TUNING_CONFIG_KEY: yaml.safe_dump(TRAINING_CONFIG)}})
+                         "data": {c.TUNING_CONFIG_KEY: yaml.safe_dump(doc)}})
 
 
 async def finished(client: Client, name: str) -> dict[str, Any] | None:
@@ -198,7 +203,7 @@ async def test_a_wrong_push_secret_fails_the_workspace_once_naming_the_registry(
         assert client is not None
         await install_crds(client)
         await push_secret(client, registry, tmp_path, password="wrong")
-        await training_config(client)
+        await training_config(client, max_steps=1)  # the push comes after training: train as little as possible
         async with running_operator(cluster, client):  # type: ignore[arg-type]
             await client.create(tuning_workspace("badpush", method="lora", urls=[f"{data_url}/train.jsonl"],
                                                  output_image=f"{registry.host}/adapters/badpush:v1",
