@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Cluster
+from .conftest import WIDGET_API, Cluster
 
 
 async def test_put_with_stale_version_conflicts_and_changes_nothing(cluster: Cluster) -> None:
@@ -30,6 +30,18 @@ async def test_put_without_version_is_unconditional(cluster: Cluster) -> None:
     status, body = await cluster.request("PUT", cluster.ns_path("configmaps", name="a"),
                                          {"metadata": {"name": "a"}, "data": {"v": "9"}})
     assert status == 200 and body["data"] == {"v": "9"}
+
+
+async def test_custom_resources_need_a_version_on_put(cluster: Cluster) -> None:
+    await cluster.ensure_widget_crd()
+    body = {"apiVersion": WIDGET_API, "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2}}
+    created = await cluster.create("widgets", body, WIDGET_API)
+    path = cluster.ns_path("widgets", WIDGET_API, "w")
+    status, error = await cluster.request("PUT", path, {**body, "spec": {"size": 3}})
+    assert (status, error["reason"]) == (422, "Invalid")
+    assert error["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+    status, updated = await cluster.request("PUT", path, {**created, "spec": {"size": 3}})
+    assert status == 200 and updated["spec"]["size"] == 3
 
 
 async def test_dry_run_validates_without_storing(cluster: Cluster) -> None:

@@ -19,7 +19,7 @@ from kreconcile.clock import Clock
 from . import builtins, objects
 from .apply import server_side_apply, track_update
 from .builtin_schema import prune_builtin
-from .errors import APIError, bad_request, conflict, expired, forbidden, not_found
+from .errors import APIError, bad_request, cause, conflict, expired, forbidden, invalid, not_found
 from .patch import apply_patch
 from .resources import ResourceType, builtin_types
 from .schema import report_unknown_fields, validate_custom_resource
@@ -217,6 +217,10 @@ class Registry:
         new = objects.check_identity(rt, objects.clone(body), namespace, name)
         new["metadata"].setdefault("name", name)
         wanted = new["metadata"].get("resourceVersion")
+        if not wanted and (rt.crd is not None or rt.group == "apiextensions.k8s.io"):
+            # custom resources and CRDs do not allow unconditional updates (AllowUnconditionalUpdate false)
+            raise invalid(rt.kind if rt.crd is None else rt.plural, rt.group, name, [cause(
+                "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")])
         return await self._write(rt, namespace, name, lambda _cur: new, wanted, subresource=subresource,
                                  manager=manager, dry_run=dry_run, field_validation=field_validation,
                                  warnings=warnings, retry=not wanted)
