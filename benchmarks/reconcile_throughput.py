@@ -122,6 +122,7 @@ class Observer:
         self.http, self.namespace = http, namespace
         self.observed: dict[str, Any] = {}
         self.events = 0
+        self.lists = 0
         self._pending: set[str] = set()
         self._target: int | None = None
         self._all_done = asyncio.Event()
@@ -163,6 +164,7 @@ class Observer:
             for obj in listed["items"]:
                 self._see(obj)
             rv = listed["metadata"]["resourceVersion"]
+            self.lists += 1
             self._synced.set()
             params = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "3600", "allowWatchBookmarks": "true"}
             async with self.http.get(base, params=params, timeout=aiohttp.ClientTimeout(total=None)) as r:
@@ -201,19 +203,25 @@ class Observer:
 class Operator:
     """One system's subprocess and its line protocol (see ``benchmarks/reconcile/__init__.py``)."""
 
-    def __init__(self, system: str, kubeconfig: str, namespace: str) -> None:
+    def __init__(self, system: str, kubeconfig: str, namespace: str, profile: Path | None = None) -> None:
         self.system, self.kubeconfig, self.namespace = system, kubeconfig, namespace
+        self.profile = profile
         self.proc: asyncio.subprocess.Process | None = None
         self.ps: psutil.Process | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(HERE / "reconcile" / SCRIPTS[self.system]), self.kubeconfig, self.namespace,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        self.ps = psutil.Process(self.proc.pid)
+        argv = [sys.executable, str(HERE / "reconcile" / SCRIPTS[self.system]), self.kubeconfig, self.namespace]
+        if self.profile is not None:  # py-spy (PyPI) samples the operator; collapsed stacks go to self.profile
+            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200",
+                    "-o", str(self.profile), "--", *argv]
+        self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                         stdout=asyncio.subprocess.PIPE)
         line = await asyncio.wait_for(self._readline(), 120)
         if line != "ready":
             raise RuntimeError(f"{self.system} did not start: {line!r}")
+        self.ps = psutil.Process(self.proc.pid)
+        if self.profile is not None:
+            self.ps = self.ps.children()[0]
 
     async def _readline(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None
@@ -281,7 +289,8 @@ def _delta(before: dict[str, Any], after: dict[str, Any], n: int, s0: dict[str, 
     }
 
 
-async def run_system(system: str, kubeconfig: str, n: int, singles: int) -> dict[str, Any]:
+async def run_system(system: str, kubeconfig: str, n: int, singles: int,
+                     profile: Path | None = None) -> dict[str, Any]:
     """Benchmark one system against the server in ``kubeconfig``; returns the figures (see the module doc)."""
     namespace = f"bench-{system}-{uuid.uuid4().hex[:6]}"
     names = [f"c-{i}" for i in range(n)]
@@ -294,7 +303,7 @@ async def run_system(system: str, kubeconfig: str, n: int, singles: int) -> dict
         base = collection_path(namespace)
         observer = Observer(http, namespace)
         await observer.start()
-        op = Operator(system, kubeconfig, namespace)
+        op = Operator(system, kubeconfig, namespace, profile if system == "kreconcile" else None)
         await op.start()
         try:
             # warm-up: one object end to end, so the operator is live and its RSS baseline is taken with a cache
@@ -328,7 +337,13 @@ async def run_system(system: str, kubeconfig: str, n: int, singles: int) -> dict
                     await op.command(f"pass c {n}", timeout)
                 ok, done_at, converged = await observer.wait_all(names, target, timeout)
                 seconds = done_at - t0
-                after_stats, after_sample = await op.command("stats"), op.sample()
+                after_stats = await op.command("stats")
+                settle = time.monotonic() + 10
+                while after_stats["reconciles"] - stats["reconciles"] < n and ok and time.monotonic() < settle:
+                    # the status can reach the watch before the operator has counted its reconcile: poll its count
+                    await asyncio.sleep(0.05)
+                    after_stats = await op.command("stats")
+                after_sample = op.sample()
                 out[phase] = {"converged": ok, "converged_objects": converged, "seconds": seconds,
                               "objects_per_s": n / seconds, "writes_issued_s": written,
                               **_delta(stats, after_stats, n, sample, after_sample)}
@@ -356,7 +371,7 @@ async def run_system(system: str, kubeconfig: str, n: int, singles: int) -> dict
                     "mean_ms": 1000 * statistics.fmean(latencies)}
             end = op.sample()
             out["rss_end_mib"], out["cpu_total_s"] = end["rss_mib"], end["cpu_s"]
-            out["watch_events_seen"] = observer.events
+            out["watch_events_seen"], out["watch_relists"] = observer.events, observer.lists - 1
         finally:
             await op.stop()
             await observer.stop()
@@ -401,8 +416,9 @@ def report(results: dict[str, Any]) -> str:
         ("reconciles (create / update)", lambda r: f'{r["create"]["reconciles"]} / {r["update"]["reconciles"]}'),
         ("API requests per object (create)", lambda r: _fmt(r["create"]["requests_per_object"], 2)),
         ("API requests per object (update)", lambda r: _fmt(r["update"]["requests_per_object"], 2)),
-        ("watch events per change (seen by the benchmark)",
-         lambda r: _fmt((r["watch_events_seen"] - 2) / (2 * r["n"] + r.get("latency", {}).get("count", 0)), 2)),
+        ("watch events per change (seen by the benchmark; relists)",
+         lambda r: _fmt((r["watch_events_seen"] - 2) / (2 * r["n"] + r.get("latency", {}).get("count", 0)), 2)
+         + f' ({r.get("watch_relists", 0)})'),
         ("writes per object (create / update)",
          lambda r: f'{_fmt(r["create"]["writes_per_object"], 2)} / {_fmt(r["update"]["writes_per_object"], 2)}'),
     ]
@@ -423,14 +439,14 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run(server: str, n: int, systems: list[str], singles: int) -> dict[str, Any]:
+async def run(server: str, n: int, systems: list[str], singles: int, profile: Path | None = None) -> dict[str, Any]:
     """Start (or reach) the server, install the CRD and benchmark each system in turn; returns all figures."""
     results: dict[str, Any] = {"n": n, "server": server, "load_before": _loadavg(), "systems": {}}
     async with _server(server) as (kubeconfig, server_pid):
         async with load(kubeconfig).session() as http:
             await _install_crd(http)
         for system in systems:
-            results["systems"][system] = await run_system(system, kubeconfig, n, singles)
+            results["systems"][system] = await run_system(system, kubeconfig, n, singles, profile)
             print(f"{system}: done ({_loadavg()})", file=sys.stderr, flush=True)
         if server_pid is not None:
             results["server_rss_mib"] = psutil.Process(server_pid).memory_info().rss / 2**20
@@ -446,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     p.add_argument("--singles", type=int, default=100, help="single updates for the latency figures (default 100)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON here")
+    p.add_argument("--profile-kreconcile", type=Path, default=None,
+                   help="run the kreconcile operator under py-spy (pip install py-spy); collapsed stacks go here")
     p.add_argument("--report", type=Path, default=None, help="only print the table of a saved --json-out file")
     args = p.parse_args(argv)
     if args.report:
@@ -457,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--server must be 'emulator', 'real' or a kubeconfig path; {args.server!r} is none of these")
     if unknown or args.n < 1:
         p.error(f"--systems must name {', '.join(SYSTEMS)} (got {unknown}); --n must be >= 1")
-    results = asyncio.run(run(args.server, args.n, systems, args.singles))
+    results = asyncio.run(run(args.server, args.n, systems, args.singles, args.profile_kreconcile))
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
     print(report(results))

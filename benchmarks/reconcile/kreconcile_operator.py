@@ -3,8 +3,10 @@
 Manager + ``Builder.for_(Counter)`` with :class:`GenerationChanged`, ``max_concurrent_reconciles=10``; the reconciler
 reads the Counter from the cache and, when ``status.observed`` differs from ``spec.value``, writes ONE status merge
 patch (``status.observed`` and a ``Ready`` condition set with :func:`set_condition`). The client-side rate limit is
-off (``qps=0``), as kopf and the bare client have none. ``stats`` reports ``controller_runtime_reconcile_total`` and
-``rest_client_requests_total`` (by method) from the process's Prometheus registry.
+off (``qps=0``), as kopf and the bare client have none; logging is configured at ``info`` (structlog's default,
+without :func:`configure_logging`, would print a debug line per reconcile: ≈ 18 % of the CPU in a py-spy
+profile). ``stats`` reports ``controller_runtime_reconcile_total`` and ``rest_client_requests_total`` (by method)
+from the process's Prometheus registry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kreconcile.conditions import set_condition
 from kreconcile.config import load_config
 from kreconcile.errors import ignore_not_found
 from kreconcile.gvk import GVK
+from kreconcile.log import configure_logging
 from kreconcile.manager import Manager
 from kreconcile.predicates import GenerationChanged
 from kreconcile.reconcile import Request, Result
@@ -65,6 +68,7 @@ def _sum(name: str, by: str | None = None) -> dict[str, float]:
 
 async def main(kubeconfig: str, namespace: str) -> None:
     """Run the manager until ``quit``/EOF on stdin."""
+    configure_logging("json", "info")  # as a deployed operator would; structlog's default prints debug lines too
     config = load_config(kubeconfig, qps=0, burst=1)
     mgr = Manager(config, metrics_bind_address="0", health_probe_bind_address="0", namespaces=[namespace],
                   graceful_shutdown_timeout=5)
