@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import sys
@@ -414,9 +415,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def is_loopback_registry(registry: str) -> bool:
+    """True for ``localhost[:port]``, ``127.x.y.z[:port]`` and ``[::1][:port]``: registries that Docker treats as
+    insecure (plain HTTP) by default, as the CLI does when ``--plain-http`` is not given."""
+    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    host = host.strip("[]")
+    if registry.startswith("[") and "]" in registry:
+        host = registry[1:registry.index("]")]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (module docstring)."""
     args = build_parser().parse_args(argv)
+    if not args.plain_http:
+        try:
+            args.plain_http = is_loopback_registry(parse_reference(args.reference).registry)
+        except ValueError:
+            pass  # push/pull report the bad reference with its exit code
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -277,3 +277,14 @@ def test_token_registry_credentials_are_checked_at_the_token_service(bearer_regi
         oci.check_access(ref, ("kaito", "wrong"), plain_http=True, push=True)
     with pytest.raises(oci.RegistryAuthError, match=r"anonymous.*add .* to the secret's auths"):
         oci.check_access(ref, None, plain_http=True, push=True)
+
+
+@pytest.mark.parametrize(
+    ("registry", "loopback"),
+    [("localhost:5000", True), ("127.0.0.1:41234", True), ("[::1]:5000", True), ("localhost", True),
+     ("myacr.azurecr.io", False), ("10.0.0.5:5000", False), ("registry.example.com:443", False)],
+)
+def test_loopback_registries_default_to_plain_http_like_docker(registry: str, loopback: bool) -> None:
+    from kaito.runtime.oci import is_loopback_registry
+
+    assert is_loopback_registry(registry) is loopback
