@@ -86,6 +86,8 @@ CLUSTER_NEEDS = [
     ("karpenter.sh", "nodeclaims/status", ["update"]),
     ("", "nodes", ["get", "list", "watch"]),
     ("", "pods", ["list", "watch"]),
+    ("", "pods/log", ["get"]),
+    ("apps", "controllerrevisions", ["list", "create", "update", "delete"]),
     ("", "services", ["list", "watch", "create", "update", "delete"]),
     ("", "configmaps", ["list", "watch", "create", "update", "delete"]),
     ("apps", "statefulsets", ["list", "watch", "create", "update", "delete"]),
