@@ -30,6 +30,7 @@ def setup_controllers(
     catalog: Catalog | None = None,
     version: str | None = None,
     skip_name_validation: bool = False,
+    tuning_template_namespace: str | None = None,
     clock: Clock | None = None,
 ) -> list[Any]:
     """Register kaito's controllers with ``manager``; returns the controllers created.
@@ -42,6 +43,8 @@ def setup_controllers(
         prober: the workspace controller's endpoint prober (see :mod:`kaito.controllers.workspace`).
         catalog, version, clock: passed to the controllers.
         skip_name_validation: allow several instances in one process (tests with two replicas).
+        tuning_template_namespace: where the default ``lora``/``qlora-params-template`` ConfigMaps live (the
+            operator's namespace; the tuning controller's default is ``kaito-workspace``).
     """
     from kaito.controllers import machine, workspace
 
@@ -62,7 +65,8 @@ def setup_controllers(
             if exc.name != "kaito.controllers.tuning":
                 raise
         else:
+            extra = {"template_namespace": tuning_template_namespace} if tuning_template_namespace else {}
             controllers.append(tuning.setup_with_manager(
-                manager, version=version, skip_name_validation=skip_name_validation, clock=clock,
+                manager, version=version, skip_name_validation=skip_name_validation, clock=clock, **extra,
             ))
     return controllers

@@ -229,6 +229,7 @@ def build_operator(
         prober=prober,
         version=version,
         skip_name_validation=skip_name_validation,
+        tuning_template_namespace=opts.namespace,
         clock=clock,
     )
     webhook: WebhookRunnable | None = None
