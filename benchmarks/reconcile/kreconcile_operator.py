@@ -4,8 +4,8 @@ Manager + ``Builder.for_(Counter)`` with :class:`GenerationChanged`, ``max_concu
 reads the Counter from the cache and, when ``status.observed`` differs from ``spec.value``, writes ONE status merge
 patch (``status.observed`` and a ``Ready`` condition set with :func:`set_condition`). The client-side rate limit is
 off (``qps=0``), as kopf and the bare client have none; logging is configured at ``info`` (structlog's default,
-without :func:`configure_logging`, would print a debug line per reconcile: ≈ 18 % of the CPU in a py-spy
-profile). ``stats`` reports ``controller_runtime_reconcile_total`` and ``rest_client_requests_total`` (by method)
+without :func:`configure_logging`, prints a debug line per reconcile, here into the protocol's stdout pipe).
+``stats`` reports ``controller_runtime_reconcile_total`` and ``rest_client_requests_total`` (by method)
 from the process's Prometheus registry.
 """
 
