@@ -44,6 +44,7 @@ class SlotKVCache:
         max_positions: int,
         dtype: torch.dtype,
         device: torch.device,
+        layer_devices: list[torch.device] | None = None,
     ) -> None:
         self.num_layers = num_layers
         self.num_kv_heads = num_kv_heads
@@ -52,6 +53,8 @@ class SlotKVCache:
         self.max_positions = max_positions
         self.dtype = dtype
         self.device = device
+        self.layer_devices = layer_devices or [device] * num_layers
+        """Device of each layer's keys/values: the layer's own device when a model is spread over GPUs."""
         self._slots = 0
         self._positions = 0
         self.keys: list[torch.Tensor] = []
@@ -94,7 +97,7 @@ class SlotKVCache:
         shape = (new_slots, self.num_kv_heads, new_pos, self.head_dim)
         for store in (self.keys, self.values):
             for layer in range(self.num_layers):
-                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                fresh = torch.zeros(shape, dtype=self.dtype, device=self.layer_devices[layer])
                 if layer < len(store):
                     old = store[layer]
                     fresh[: old.shape[0], :, : old.shape[2]] = old
@@ -138,14 +141,18 @@ class SlotKVCache:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's ``[batch, kv_heads, q_len, head_dim]`` keys/values; return what attention reads."""
         keys, values = self.keys[layer_idx], self.values[layer_idx]
+        assert self._slot_index is not None
+        slots = self._slot_index.to(keys.device)  # a no-op unless the model is spread over several GPUs
         if self._mode == "prefill":
             n = key_states.shape[2]
-            keys[self._slot_index, :, :n] = key_states
-            values[self._slot_index, :, :n] = value_states
+            keys[slots, :, :n] = key_states
+            values[slots, :, :n] = value_states
             return key_states, value_states
+        assert self._positions_index is not None
         b, read = self._batch, self._read_len
-        keys[self._slot_index, :, self._positions_index] = key_states[:, :, 0]
-        values[self._slot_index, :, self._positions_index] = value_states[:, :, 0]
+        positions = self._positions_index.to(keys.device)
+        keys[slots, :, positions] = key_states[:, :, 0]
+        values[slots, :, positions] = value_states[:, :, 0]
         return keys[:b, :, :read], values[:b, :, :read]
 
     # transformers may ask these of any cache object

@@ -154,6 +154,20 @@ def _kv_geometry(config: Any) -> tuple[int, int, int]:
     return layers, kv_heads, head_dim
 
 
+def _layer_devices(model: Any, layers: int, default: torch.device) -> list[torch.device]:
+    """The device of each decoder layer (``...layers.<i>`` modules); ``default`` for layers not found."""
+    devices = [default] * layers
+    if not getattr(model, "hf_device_map", None) and not hasattr(model, "get_base_model"):
+        return devices
+    for name, module in model.named_modules():
+        head, _, index = name.rpartition(".")
+        if head.endswith("layers") and index.isdigit() and int(index) < layers:
+            param = next(module.parameters(), None)
+            if param is not None:
+                devices[int(index)] = param.device
+    return devices
+
+
 class ModelRunner:
     """Runs prefill and decode forward passes of one model over a :class:`SlotKVCache`.
 
@@ -178,11 +192,15 @@ class ModelRunner:
             max_positions=max_positions,
             dtype=loaded.dtype,
             device=loaded.device,
+            layer_devices=_layer_devices(self.model, layers, loaded.device),
         )
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         params = inspect.signature(base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.device = loaded.device
+        first = next(self.model.parameters(), None)
+        if first is not None and first.device.type != "meta":
+            self.device = first.device  # the embedding's device when layers are spread over GPUs
 
     def _forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, adapters: list[str] | None

@@ -227,3 +227,20 @@ async def test_metrics_are_valid_prometheus_text_and_count_requests(tiny_server:
         "kaito_inference_request_duration_seconds",
     ):
         assert name in families
+
+
+async def test_a_full_queue_answers_429_rate_limit_exceeded(tiny_server: TinyServer) -> None:
+    engine, runner = tiny_server.engine, tiny_server.runner
+    runner.prefill_gate.clear()  # the first request stays in its prefill; the rest queue behind it
+    body = {**CHAT, "max_tokens": 2, "ignore_eos": True}
+    first = asyncio.ensure_future(post(tiny_server, "/v1/chat/completions", body))
+    await wait_for(runner.in_prefill.is_set)
+    limit = engine.config.max_waiting
+    queued = [asyncio.ensure_future(post(tiny_server, "/v1/chat/completions", body)) for _ in range(limit)]
+    await wait_for(lambda: engine.num_waiting == limit)
+    status, answer = await post(tiny_server, "/v1/chat/completions", body)
+    assert status == 429
+    assert answer["error"]["type"] == "rate_limit_exceeded" and answer["error"]["code"] == "rate_limit_exceeded"
+    runner.prefill_gate.set()
+    results = await asyncio.gather(first, *queued)
+    assert [s for s, _ in results] == [200] * (limit + 1)
