@@ -20,6 +20,5 @@ Importing this package does not import torch; the modules that need it do.
 """
 
 from kaito.runtime.inference.errors import APIError, StartupError
-from kaito.runtime.inference.sampling import SamplingParams
 
-__all__ = ["APIError", "SamplingParams", "StartupError"]
+__all__ = ["APIError", "StartupError"]
