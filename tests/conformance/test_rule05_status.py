@@ -37,3 +37,20 @@ async def test_builtin_status_subresource(cluster: Cluster) -> None:
     status, body = await cluster.request("PATCH", cluster.ns_path("pods", name="p"),
                                          {"status": {"phase": "Failed"}}, "application/merge-patch+json")
     assert status == 200 and body["status"]["phase"] == "Running"
+
+
+async def test_a_node_keeps_the_status_it_is_registered_with(cluster: Cluster) -> None:
+    """A kubelet registers its Node with capacity and conditions in one create; unlike pods and custom resources,
+    the node strategy keeps that status."""
+    name = f"conformance-{cluster.namespace}"
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"capacity": {"nvidia.com/gpu": "2", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "kubelet is posting ready status"}]}}
+    status, created = await cluster.request("POST", "/api/v1/nodes", node)
+    try:
+        assert status == 201, created
+        assert created["status"]["capacity"]["nvidia.com/gpu"] == "2"
+        assert created["status"]["conditions"][0]["type"] == "Ready"
+    finally:
+        await cluster.request("DELETE", f"/api/v1/nodes/{name}")

@@ -194,7 +194,8 @@ def apply_status_rules(rt: ResourceType, old: dict[str, Any] | None, new: dict[s
                        ) -> dict[str, Any]:
     """Reference item 5: main writes keep the stored status; ``/status`` writes change only ``.status``.
 
-    On create with a status subresource, the client's status is dropped (CRs) or reset by the defaults (pods).
+    On create with a status subresource, the client's status is dropped (CRs) or reset by the defaults (pods);
+    Nodes keep theirs, as on a real server.
     """
     if not rt.status_subresource:
         return new
@@ -213,7 +214,10 @@ def apply_status_rules(rt: ResourceType, old: dict[str, Any] | None, new: dict[s
             out["metadata"]["managedFields"] = keep["managedFields"]
         return out
     if old is None:
-        new.pop("status", None)
+        # Nodes keep the status they are created with: the kubelet registers its Node with capacity and
+        # conditions in one create (the real node strategy's PrepareForCreate does not reset status).
+        if not (rt.kind == "Node" and rt.group == ""):
+            new.pop("status", None)
     elif "status" in old:
         new["status"] = old["status"]
     else:

@@ -125,9 +125,24 @@ async def test_statefulset_scales_one_to_three_to_one_in_order(cluster: LocalClu
     assert pod["spec"]["hostname"] == "db-2" and pod["spec"]["subdomain"] == "db"
     assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "db-2"
     assert cluster.read_log("default", "db-2") == b"db-2\n"
+    # the scale-down order comes from the watch's DELETED events: polling can see two pods vanish between polls
+    assert cluster.client is not None
+    listed = await cluster.client.list(POD, "default", label_selector="app=db")
+    deleted: list[str] = []
+
+    async def record_deletions() -> None:
+        async for type_, obj in cluster.client.watch(  # type: ignore[union-attr]
+                POD, "default", label_selector="app=db", resource_version=listed["metadata"]["resourceVersion"]):
+            if type_ == "DELETED":
+                deleted.append(obj["metadata"]["name"])
+
+    watcher = asyncio.create_task(record_deletions())
     await kubectl(cluster, "scale", "statefulset", "db", "--replicas=1")
     await wait_for(lambda: track({"db-0"}), timeout=60, interval=0.05)
-    assert gone == ["db-2", "db-1"]
+    await wait_for(lambda: _true(len(deleted) == 2), timeout=10)
+    watcher.cancel()
+    assert sorted(gone) == ["db-1", "db-2"]
+    assert deleted == ["db-2", "db-1"]
     assert cluster.client is not None
     status = (await cluster.client.get(STATEFULSET, "db", "default"))["status"]
     assert status["replicas"] == 1 and status["readyReplicas"] == 1
@@ -403,3 +418,7 @@ async def test_paused_deployment_keeps_its_pods_until_resumed(cluster: LocalClus
     await kubectl(cluster, "rollout", "resume", "deployment/hold")
     await kubectl(cluster, "rollout", "status", "deployment/hold", "--timeout=60s")
     await wait_for(lambda: _only_new_ready(cluster, "app=hold", first), timeout=60)
+
+
+async def _true(value: bool) -> bool:
+    return value
