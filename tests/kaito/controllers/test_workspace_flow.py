@@ -13,6 +13,8 @@ from kaito.provisioner import LocalProvider
 from kreconcile.client import Client
 from kreconcile.config import load_config
 from kreconcile.errors import NotFound
+from kreconcile.gvk import GVK
+from kreconcile.metrics import REGISTRY
 from kreconcile.testing.apiserver import APIServer
 from tests.kaito.controllers.harness import (
     NODE,
@@ -28,6 +30,8 @@ from tests.kaito.controllers.harness import (
     running_operator,
     workspace,
 )
+
+EVENT = GVK("events.k8s.io", "v1", "Event")
 
 
 @pytest.fixture
@@ -96,6 +100,18 @@ async def test_workspace_provisions_a_node_and_becomes_ready_when_the_endpoint_a
         assert ws["status"]["workerNodes"] == [nc["status"]["nodeName"]]
         assert c.FINALIZER in ws["metadata"]["finalizers"]
         assert ws["metadata"]["annotations"][c.ANNOTATION_REVISION] == "1"
+        assert REGISTRY.get_sample_value("kaito_workspace_count", {"phase": "Ready"}) == 1
+        assert REGISTRY.get_sample_value("kaito_workspace_count", {"phase": "Pending"}) == 0
+        assert REGISTRY.get_sample_value("kaito_workspace_preset_count",
+                                         {"preset_name": "phi-3-mini-4k-instruct"}) == 1
+
+        async def story() -> set[str] | None:
+            events = (await client.list(EVENT, "default"))["items"]
+            reasons = {e["reason"] for e in events if e["regarding"]["name"] == "phi"}
+            wanted = {"NodeClaimCreated", "ResourceReady", "StatefulSetCreated", "WorkspaceReady"}
+            return reasons if wanted <= reasons else None
+
+        assert await eventually(story)
 
 
 async def test_provider_quota_error_is_the_reason_users_see(server: APIServer, client: Client) -> None:
