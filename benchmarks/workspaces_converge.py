@@ -19,13 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kaito.api import constants as c  # noqa: E402
-from kreconcile.client import Client  # noqa: E402
-from kreconcile.config import load_config  # noqa: E402
-from kreconcile.log import configure_logging  # noqa: E402
-from kreconcile.metrics import REGISTRY  # noqa: E402
-from kreconcile.testing.apiserver import APIServer  # noqa: E402
-from tests.kaito.controllers.harness import (  # noqa: E402
+from tests.kaito.controllers.harness import (
     STATEFULSET,
     WORKSPACE,
     FakeProber,
@@ -35,6 +29,13 @@ from tests.kaito.controllers.harness import (  # noqa: E402
     running_operator,
     workspace,
 )
+
+from kaito.api import constants as c
+from kreconcile.client import Client
+from kreconcile.config import load_config
+from kreconcile.log import configure_logging
+from kreconcile.metrics import REGISTRY
+from kreconcile.testing.apiserver import APIServer
 
 
 def api_requests() -> float:
