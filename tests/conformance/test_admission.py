@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kreconcile.testing.apiserver.tls import generate_certs
 
-from .conftest import Cluster
+from .conftest import Cluster, eventually
 
 
 class Webhook:
@@ -97,8 +97,29 @@ async def _register(cluster: Cluster, config: dict[str, Any]) -> None:
     cluster.cleanup.append(lambda: cluster.request("DELETE", f"{path}/{name}"))
 
 
+async def _until_in_effect(cluster: Cluster, in_effect: Callable[[int, Any, str], bool]) -> None:
+    """A real API server starts calling a new webhook configuration a moment after the POST returns (its
+    informer must see it): create probe ConfigMaps until ``in_effect(status, body, probe_name)`` says the webhook
+    took part, deleting the probes (upstream e2e tests wait the same way)."""
+    counter = iter(range(10_000))
+
+    async def probe() -> bool:
+        name = f"probe-{next(counter)}"
+        status, body = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": name}})
+        if status == 201:
+            await cluster.request("DELETE", cluster.ns_path("configmaps", name=name))
+        return in_effect(status, body, name)
+
+    await eventually(probe, "the webhook configuration to take effect")
+
+
+def _reviewed(webhook: Webhook) -> Callable[[int, Any, str], bool]:
+    return lambda _status, _body, name: any(r["request"].get("name") == name for r in webhook.reviews)
+
+
 async def test_webhook_denies_and_allows(cluster: Cluster, webhook: Webhook) -> None:
     await _register(cluster, _config(cluster, f"deny-{cluster.namespace}", webhook.url, webhook.ca_bundle))
+    await _until_in_effect(cluster, _reviewed(webhook))
     status, _ = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "ok"}})
     assert status == 201
     status, body = await cluster.request("POST", cluster.ns_path("configmaps"),
@@ -127,6 +148,7 @@ async def test_failure_policy(cluster: Cluster, webhook: Webhook) -> None:
     status, _ = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "a"}})
     assert status == 201
     await _register(cluster, _config(cluster, f"fail-{cluster.namespace}", dead, ca, "Fail"))
+    await _until_in_effect(cluster, lambda status, _body, _name: status == 500)
     status, body = await cluster.request("POST", cluster.ns_path("configmaps"), {"metadata": {"name": "b"}})
     assert status == 500 and "failed calling webhook" in body["message"]
     assert json.dumps(body).count("fail-") >= 1
@@ -145,5 +167,6 @@ async def test_mutating_webhook_patches_before_validation(cluster: Cluster, webh
     assert status == 201, body
     name = config["metadata"]["name"]
     cluster.cleanup.append(lambda: cluster.request("DELETE", f"{path}/{name}"))
+    await _until_in_effect(cluster, _reviewed(webhook))
     created = await cluster.create("configmaps", {"metadata": {"name": "m", "labels": {"app": "x"}}})
     assert created["metadata"]["labels"] == {"app": "x", "mutated": "yes"}
