@@ -110,3 +110,28 @@ async def test_deployment_scale_and_status(cluster: Cluster) -> None:
                                          {"status": {"readyReplicas": 9}}, "application/merge-patch+json")
     assert (status, body["details"]["causes"][0]["field"]) == (422, "status.readyReplicas")
     assert dep["metadata"]["generation"] == 2
+
+
+async def test_events_k8s_io_events_are_core_events_too(cluster: Cluster) -> None:
+    """The events.k8s.io group is a view of core Events: what a controller records through events.k8s.io/v1 is
+    what ``kubectl describe`` (core/v1, field selector on involvedObject) shows."""
+    cm = await cluster.create("configmaps", {"metadata": {"name": "storied"}})
+    event = {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "storied.1", "namespace": cluster.namespace},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "conformance.kreconcile.dev/ctl",
+        "reportingInstance": "ctl-0", "action": "Reconcile", "reason": "StoryTold", "type": "Normal",
+        "note": "the configmap was reconciled",
+        "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": cluster.namespace, "name": "storied",
+                      "uid": cm["metadata"]["uid"]},
+    }
+    created = await cluster.create("events", event, "events.k8s.io/v1")
+    assert created["note"] == "the configmap was reconciled"
+    selector = f"involvedObject.name=storied,involvedObject.namespace={cluster.namespace},involvedObject.kind=ConfigMap"
+    status, core = await cluster.request("GET", cluster.ns_path("events"), params={"fieldSelector": selector})
+    assert status == 200, core
+    (item,) = [e for e in core["items"] if e["reason"] == "StoryTold"]
+    assert item["message"] == "the configmap was reconciled" and item["type"] == "Normal"
+    assert item["involvedObject"]["uid"] == cm["metadata"]["uid"]
+    described = await cluster.kubectl("describe", "configmap", "storied")
+    assert "StoryTold" in described and "the configmap was reconciled" in described

@@ -105,6 +105,9 @@ class APIServer:
         else:
             self._tmp = tempfile.mkdtemp(prefix="kreconcile-apiserver-")
             self._workdir = Path(self._tmp)
+        from .events_bridge import EventsBridge
+
+        self.store.listeners.append(EventsBridge(self.store).on_event)
         await self._bootstrap()
         self.store.start_rv = self.store.rv
         self.gc = GarbageCollector(self.registry)
