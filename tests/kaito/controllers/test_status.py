@@ -117,6 +117,9 @@ def test_unchanged_observation_yields_an_identical_status() -> None:
          c.REASON_CONTAINER_OOM_KILLED, "OOMKilled"),
         ({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."},
          c.REASON_POD_EVICTED, "low on resource"),
+        ({"phase": "Running", "containerStatuses": [{"name": "inference", "state": {"running": {}},
+                                                     "started": True, "ready": False, "restartCount": 2}]},
+         c.REASON_PROBE_FAILED, "restarted 2 time(s)"),
     ],
 )
 def test_pod_failures_become_inference_ready_reasons(status: dict[str, Any], reason: str, fragment: str) -> None:
@@ -127,9 +130,14 @@ def test_pod_failures_become_inference_ready_reasons(status: dict[str, Any], rea
     assert len(problem[1]) <= c.CONDITION_MESSAGE_LIMIT
 
 
-def test_healthy_pods_have_no_problem() -> None:
+def test_healthy_and_still_starting_pods_have_no_problem() -> None:
     assert pod_problem([pod("ws-0", {"phase": "Running", "containerStatuses": [
-        {"name": "inference", "ready": True, "state": {"running": {}}}]})]) is None
+        {"name": "inference", "ready": True, "started": True, "state": {"running": {}}}]})]) is None
+    # still loading the model (startup probe not passed yet), or just started and not probed ready yet
+    assert pod_problem([pod("ws-0", {"phase": "Running", "containerStatuses": [
+        {"name": "inference", "ready": False, "started": False, "state": {"running": {}}}]})]) is None
+    assert pod_problem([pod("ws-0", {"phase": "Running", "containerStatuses": [
+        {"name": "inference", "ready": False, "started": True, "restartCount": 0, "state": {"running": {}}}]})]) is None
 
 
 def test_deleting_sets_workspace_deleting() -> None:

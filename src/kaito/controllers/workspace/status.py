@@ -131,6 +131,15 @@ def pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
                 return c.REASON_CONTAINER_OOM_KILLED, _cap(
                     f"pod {name} container {cs.get('name')} was OOMKilled; use an instance type with more memory"
                 )
+            running = (cs.get("state") or {}).get("running")
+            restarts = int(cs.get("restartCount") or 0)
+            if running is not None and cs.get("started") is True and cs.get("ready") is False and restarts:
+                # it loaded once (startup probe passed) but is not Ready and has been restarted: its liveness and
+                # readiness probes (the same GET /health) keep failing. A fresh start is not reported.
+                return c.REASON_PROBE_FAILED, _cap(
+                    f"pod {name} container {cs.get('name')} fails its health probes (GET {c.HEALTH_PATH} on port "
+                    f"{c.RUNTIME_PORT}) and was restarted {restarts} time(s); see `kubectl describe pod {name}`"
+                )
             if reason == "CrashLoopBackOff":
                 detail = f" (exit code {last.get('exitCode')})" if last else ""
                 return c.REASON_CRASH_LOOP_BACKOFF, _cap(
