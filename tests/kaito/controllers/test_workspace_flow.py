@@ -285,8 +285,12 @@ async def test_a_spec_change_records_a_new_revision_and_rolls_the_workload(
         assert any("a1" in i["name"] for i in inits)
         ws = await client.get(WORKSPACE, "rev", "default")
         assert ws["metadata"]["annotations"][c.ANNOTATION_REVISION] == "2"
-        revisions = await client.list(GVKS.CR, "default")
-        assert sorted(r["revision"] for r in revisions["items"]) == [1, 2]
+
+        async def two_revisions() -> bool:
+            revisions = await client.list(GVKS.CR, "default")
+            return sorted(r["revision"] for r in revisions["items"]) == [1, 2]
+
+        assert await eventually(two_revisions)
 
 
 class GVKS:
