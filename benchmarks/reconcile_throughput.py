@@ -19,6 +19,11 @@ Per system it measures, after a warm-up object has converged (proof the operator
    per phase and ms per reconcile; **API requests** per object per phase: kreconcile's own
    ``rest_client_requests_total``; kopf's and the bare client's HTTP requests counted in their processes by
    wrapping ``aiohttp.ClientSession._request`` (so watch/list requests are included for all three).
+5. **restart backlog** (last): the process is stopped, all N specs change while it is down, and a fresh process is
+   started; seconds from its start to the last status seen (the bare client is sent ``pass`` once it is ready).
+   No writer competes with it, so this is the fair comparison with the bare client: all three start, find the N
+   changes and write N statuses with the server to themselves. Also printed: seconds to ``ready`` and objects/s
+   counted from then.
 
     .venv/bin/python benchmarks/reconcile_throughput.py --n 1000 [--server emulator|real|KUBECONFIG]
         [--systems kreconcile,kopf,bare] [--singles 100] [--json-out results.json]
@@ -372,6 +377,30 @@ async def run_system(system: str, kubeconfig: str, n: int, singles: int,
             end = op.sample()
             out["rss_end_mib"], out["cpu_total_s"] = end["rss_mib"], end["cpu_s"]
             out["watch_events_seen"], out["watch_relists"] = observer.events, observer.lists - 1
+
+            # restart backlog: the process stops, every spec changes while it is down, a fresh process catches up
+            # with the server to itself (no writer competing): the same footing for all three systems
+            await op.stop()
+
+            async def backlog(i: int) -> None:
+                async with http.patch(f"{base}/{names[i]}", json={"spec": {"value": 4}}, headers=MERGE) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"patch {names[i]} answered {r.status}: {await r.text()}")
+
+            await _in_flight(n, backlog)
+            op = Operator(system, kubeconfig, namespace)
+            t0 = time.perf_counter()
+            await op.start()
+            ready_s = time.perf_counter() - t0
+            s0 = op.sample()
+            if system == "bare":
+                await op.command(f"pass c {n}", timeout)
+            ok, done_at, converged = await observer.wait_all(names, 4, timeout)
+            final = await op.command("stats")
+            out["backlog"] = {"converged": ok, "converged_objects": converged, "seconds": done_at - t0,
+                              "ready_s": ready_s, "objects_per_s": n / (done_at - t0),
+                              "after_ready_objects_per_s": n / max(1e-9, done_at - t0 - ready_s),
+                              **_delta({"reconciles": 0, "requests": {}}, final, n, s0, op.sample())}
         finally:
             await op.stop()
             await observer.stop()
@@ -404,6 +433,11 @@ def report(results: dict[str, Any]) -> str:
         ("s from the last write to converged (create / update)", lambda r: "n/a (starts after)" if r["system"] == "bare"
          else f'{_fmt(r["create"]["seconds"] - r["create"]["writes_issued_s"], 1)} / '
               f'{_fmt(r["update"]["seconds"] - r["update"]["writes_issued_s"], 1)}'),
+        ("restart backlog: s from process start to N converged", lambda r: _fmt(r["backlog"]["seconds"], 2)),
+        ("restart backlog: objects/s (after ready)", lambda r: f'{_fmt(r["backlog"]["objects_per_s"], 0)} '
+         f'({_fmt(r["backlog"]["after_ready_objects_per_s"], 0)})'),
+        ("restart backlog: s to ready", lambda r: _fmt(r["backlog"]["ready_s"], 2)),
+        ("restart backlog: API requests per object", lambda r: _fmt(r["backlog"]["requests_per_object"], 2)),
         ("update → status p50 ms", lambda r: _fmt(r.get("latency", {}).get("p50_ms"))),
         ("update → status p99 ms", lambda r: _fmt(r.get("latency", {}).get("p99_ms"))),
         ("server write (spec PATCH) p50 ms", lambda r: _fmt(r.get("latency", {}).get("write_p50_ms"))),
@@ -435,7 +469,9 @@ def report(results: dict[str, Any]) -> str:
             lines.append("")
             create = k["create"]["objects_per_s"] / o["create"]["objects_per_s"]
             update = k["update"]["objects_per_s"] / o["update"]["objects_per_s"]
-            lines.append(f"kreconcile/{other}: create {create:.2f}×, update {update:.2f}×")
+            backlog = k["backlog"]["objects_per_s"] / o["backlog"]["objects_per_s"]
+            lines.append(f"kreconcile/{other}: create {create:.2f}×, update {update:.2f}×, restart backlog "
+                         f"{backlog:.2f}×")
     return "\n".join(lines)
 
 
