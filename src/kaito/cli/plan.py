@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from kaito.api import constants as c
 from kaito.api.workspace import parse_workspace
 from kaito.api.yamlutil import dump_yaml_all
 from kaito.presets.catalog import Catalog, load_catalog
@@ -39,7 +40,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-auto-provisioning", action="store_true", help="the cluster has no node provisioner (BYO nodes only)"
     )
-    parser.add_argument("--tuning-config", type=Path, help="training_config.yaml to check against tuning.method")
+    parser.add_argument(
+        "--tuning-config",
+        type=Path,
+        help="training_config.yaml (the content of the Workspace's tuning.config ConfigMap): checked against "
+        "tuning.method and shown in <ws>-tuning-config and the Job's config hash",
+    )
     parser.add_argument(
         "--max-model-len", type=int, help="context length to size GPUs for (default min(token limit, 8192))"
     )
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         docs = _load_docs(args.file)
         old_docs = _load_docs(str(args.old)) if args.old else []
         nodes = _nodes(args.nodes)
+        training_config_text = args.tuning_config.read_text(encoding="utf-8") if args.tuning_config else None
         training_config = _load_docs(str(args.tuning_config))[0] if args.tuning_config else None
     except (OSError, yaml.YAMLError, IndexError) as exc:
         print(f"error: cannot read input: {exc}", file=sys.stderr)
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not workspaces:
         print(f"error: {args.file} holds no Workspace", file=sys.stderr)
         return 2
+    configmaps = _tuning_configmaps([d for d in docs if d not in workspaces])
     for index, doc in enumerate(workspaces):
         old = old_docs[index] if index < len(old_docs) else None
         verdict = validate_workspace(doc, old, nodes=nodes, catalog=catalog, auto_provisioning=auto)
@@ -117,9 +125,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             "warnings": verdict.warnings,
             "errors": [{"field": e.path, "message": e.message} for e in verdict.errors],
         }
-        if verdict.allowed and training_config is not None:
-            method = ((doc.get("tuning") or {}).get("method")) or "lora"
-            for err in validate_training_config(training_config, method):
+        config_text, config_doc = training_config_text, training_config
+        tuning = (doc.get("tuning") or {}) if isinstance(doc, dict) else {}
+        if config_text is None and tuning.get("config"):
+            namespace = ((doc.get("metadata") or {}).get("namespace")) or "default"
+            config_text = configmaps.get((namespace, tuning["config"]))
+            if config_text is not None:
+                try:
+                    config_doc = yaml.safe_load(config_text)
+                except yaml.YAMLError as exc:
+                    verdict.error("tuning.config", f"ConfigMap {tuning['config']}: {c.TUNING_CONFIG_KEY} is not "
+                                                   f"valid YAML: {exc}")
+        if verdict.allowed and config_doc is not None:
+            method = tuning.get("method") or "lora"
+            for err in validate_training_config(config_doc, method):
                 verdict.error(err.path, err.message)
             summary["allowed"] = verdict.allowed
             summary["errors"] = [{"field": e.path, "message": e.message} for e in verdict.errors]
@@ -132,7 +151,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     catalog,
                     auto_provisioning=auto,
                     nodes=nodes or [],
-                    training_config=training_config,
+                    training_config_text=config_text,
                     max_model_len=args.max_model_len,
                 )
             except (PlanError, ValueError) as exc:
@@ -157,6 +176,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     elif args.output == "json":
         out.write(json.dumps({"workspaces": summaries, "objects": objects}, indent=2) + "\n")
     return status
+
+
+def _tuning_configmaps(docs: list[Any]) -> dict[tuple[str, str], str]:
+    """``{(namespace, name): training_config.yaml text}`` of the ConfigMaps in the same file (a Workspace's
+    ``tuning.config`` the operator will copy)."""
+    found: dict[tuple[str, str], str] = {}
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
+            continue
+        meta = doc.get("metadata") or {}
+        text = (doc.get("data") or {}).get(c.TUNING_CONFIG_KEY)
+        if isinstance(meta, dict) and meta.get("name") and isinstance(text, str):
+            found[(meta.get("namespace") or "default", meta["name"])] = text
+    return found
 
 
 def _label(doc: Any, index: int) -> str:

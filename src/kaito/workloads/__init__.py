@@ -15,7 +15,13 @@ from kaito.workloads.inference import (
 )
 from kaito.workloads.nodeclaim import build_nodeclaim, nodeclaim_name, storage_gib
 from kaito.workloads.plan import PlanError, WorkloadPlan, byo_gpus_per_node, plan_workspace
-from kaito.workloads.tuning import default_training_config, tuning_config_name, tuning_configmap, tuning_job
+from kaito.workloads.tuning import (
+    default_config_text,
+    default_training_config,
+    tuning_config_name,
+    tuning_configmap,
+    tuning_job,
+)
 
 __all__ = [
     "GPU_TOLERATIONS",
@@ -23,6 +29,7 @@ __all__ = [
     "WorkloadPlan",
     "build_nodeclaim",
     "byo_gpus_per_node",
+    "default_config_text",
     "default_training_config",
     "headless_service",
     "headless_service_name",

@@ -20,7 +20,7 @@ from kaito.workloads.inference import (
     inference_statefulset,
 )
 from kaito.workloads.nodeclaim import build_nodeclaim
-from kaito.workloads.tuning import tuning_configmap, tuning_job
+from kaito.workloads.tuning import ANNOTATION_JOB_HASH, default_config_text, tuning_configmap, tuning_job, tuning_method
 
 
 class PlanError(ValueError):
@@ -84,7 +84,7 @@ def plan_workspace(
     auto_provisioning: bool = True,
     nodes: Sequence[Mapping[str, Any]] = (),
     version: str | None = None,
-    training_config: dict[str, Any] | None = None,
+    training_config_text: str | None = None,
     max_model_len: int | None = None,
 ) -> WorkloadPlan:
     """Decide preset, SKU, node count, parallelism and build every object for ``ws`` (admitted by the webhook).
@@ -95,7 +95,11 @@ def plan_workspace(
         auto_provisioning: False when the cluster runs without a node provisioner (BYO only).
         nodes: the BYO nodes (for their GPU count) when kaito does not provision.
         version: kaito-py version for its own images (default: installed version).
-        training_config: the tuning config document to put in the default ConfigMap (default: the method's).
+        training_config_text: the ``training_config.yaml`` text the operator will snapshot into
+            ``<ws>-tuning-config``: the content of the user's ``tuning.config`` ConfigMap (``kaito plan
+            --tuning-config FILE``). Default: the method's packaged default when ``tuning.config`` is empty; when it
+            names a ConfigMap whose text is not given, the ConfigMap is left out of the plan and the Job carries no
+            :data:`~kaito.workloads.tuning.ANNOTATION_JOB_HASH` (it depends on that text), with a note.
         max_model_len: context length to size the KV cache for (default: the estimator's, min(token limit, 8192)).
 
     Raises:
@@ -167,7 +171,19 @@ def plan_workspace(
             inference_statefulset(ws, preset, node_count=node_count, gpus_per_node=gpus, estimate=est, version=version)
         )
     elif ws.tuning is not None and preset is not None:
-        if not ws.tuning.config:
-            plan.objects.append(tuning_configmap(ws, training_config))
-        plan.objects.append(tuning_job(ws, preset, gpus_per_node=gpus, version=version))
+        text = training_config_text
+        if text is None and not ws.tuning.config:
+            text = default_config_text(tuning_method(ws))
+        if text is not None:
+            plan.objects.append(tuning_configmap(ws, text))
+        job = tuning_job(ws, preset, gpus_per_node=gpus, version=version, config_text=text)
+        if text is None:
+            del job["metadata"]["annotations"][ANNOTATION_JOB_HASH]
+            del job["spec"]["template"]["metadata"]["annotations"][ANNOTATION_JOB_HASH]
+            notes.append(
+                f"tuning.config: the operator copies ConfigMap {ws.namespace}/{ws.tuning.config} into "
+                f"{ws.name}-tuning-config; pass its training_config.yaml with --tuning-config to see that ConfigMap "
+                f"and the Job's {ANNOTATION_JOB_HASH} annotation"
+            )
+        plan.objects.append(job)
     return plan

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kaito.cli import main
-from tests.kaito.api.builders import ROOT, SEED_EXAMPLES, edit, inference_ws
+from tests.kaito.api.builders import ROOT, SEED_EXAMPLES, edit, inference_ws, load
 
 
 def _write(tmp_path: Path, obj: object, name: str = "ws.yaml") -> Path:
@@ -214,3 +214,16 @@ def test_plan_sizes_gpus_for_a_longer_context(capsys: pytest.CaptureFixture[str]
     assert long["workspaces"][0]["maxModelLen"] == 32768 and long["workspaces"][0]["nodeCount"] == 2
     config = next(o for o in long["objects"] if o["kind"] == "ConfigMap")
     assert "max_model_len: 32768" in config["data"]["inference_config.yaml"]
+
+
+def test_plan_of_a_tuning_workspace_whose_config_is_elsewhere_says_what_it_cannot_know(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _write(tmp_path, edit(load(SEED_EXAMPLES[2]), "tuning.config", "my-config"))
+
+    assert main(["plan", str(path), "-o", "json"]) == 0
+
+    doc = json.loads(capsys.readouterr().out)
+    assert [o["kind"] for o in doc["objects"]] == ["NodeClaim", "Job"]
+    assert "kaito.sh/tuning-hash" not in doc["objects"][-1]["metadata"]["annotations"]
+    assert any("pass its training_config.yaml with --tuning-config" in n for n in doc["workspaces"][0]["notes"])

@@ -3,8 +3,8 @@
 Tuning Workspaces get their node from the workspace controller (``ResourceReady``); this controller then owns the
 tuning Job ``<ws>`` and the ConfigMap ``<ws>-tuning-config`` and writes ``JobStarted``, ``WorkspaceSucceeded`` and
 the v1beta1 ``state`` (Running / Succeeded / Failed). See :mod:`kaito.controllers.tuning.reconciler` for the
-flow, :mod:`~kaito.controllers.tuning.job` for the objects and :mod:`~kaito.controllers.tuning.status` for the
-conditions and reasons.
+flow, :mod:`kaito.workloads.tuning` for the objects (the builders ``kaito plan`` uses too) and
+:mod:`~kaito.controllers.tuning.status` for the conditions and reasons.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from kaito.api import constants as c
-from kaito.controllers.tuning.job import ANNOTATION_JOB_HASH, config_name, desired_job
 from kaito.controllers.tuning.reconciler import (
     CONFIGMAP,
     DEFAULT_TEMPLATE_NAMESPACE,
@@ -24,6 +23,7 @@ from kaito.controllers.tuning.reconciler import (
 )
 from kaito.controllers.tuning.status import TuningObserved, compute_tuning_status
 from kaito.presets.catalog import Catalog
+from kaito.workloads.tuning import ANNOTATION_JOB_HASH
 from kreconcile.builder import Builder
 from kreconcile.clock import Clock
 from kreconcile.conditions import get_condition
@@ -42,8 +42,6 @@ __all__ = [
     "TuningObserved",
     "TuningReconciler",
     "compute_tuning_status",
-    "config_name",
-    "desired_job",
     "setup_with_manager",
 ]
 

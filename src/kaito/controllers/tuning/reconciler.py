@@ -5,7 +5,9 @@ its ``ResourceReady`` is True (the workspace controller provisions the node) →
 ConfigMap ``tuning.config`` (same namespace) or the method's default template (ConfigMap
 ``<method>-params-template`` in the operator's namespace, else the copy packaged with kaito-py), validated by
 the webhook's rule 7 (:func:`kaito.webhook.training_config.validate_training_config`) and copied into
-``<ws>-tuning-config`` → the Job ``<ws>`` (:func:`kaito.controllers.tuning.job.desired_job`); an existing Job of
+``<ws>-tuning-config`` → the Job ``<ws>``; both built by :mod:`kaito.workloads.tuning`, the builders ``kaito plan``
+prints with (:func:`~kaito.workloads.tuning.tuning_configmap`, :func:`~kaito.workloads.tuning.tuning_job`); an
+existing Job of
 another spec or config is deleted first (a changed spec re-runs the tuning) → status from
 :func:`~kaito.controllers.tuning.status.compute_tuning_status`, written only when it changed, with Events on
 transitions.
@@ -23,18 +25,10 @@ from typing import Any
 
 import pydantic
 import structlog
+import yaml
 
 from kaito.api import constants as c
 from kaito.api.workspace import AnyWorkspace, parse_workspace
-from kaito.controllers.tuning.job import (
-    ANNOTATION_CONFIG_SOURCE,
-    ANNOTATION_JOB_HASH,
-    config_configmap,
-    config_name,
-    desired_job,
-    output_description,
-    parse_config_text,
-)
 from kaito.controllers.tuning.status import (
     FAILURE_REASONS,
     REASON_CONFIG_NOT_FOUND,
@@ -51,6 +45,16 @@ from kaito.presets.catalog import Catalog, kaito_version, load_catalog
 from kaito.webhook.training_config import validate_training_config
 from kaito.workloads import plan_workspace
 from kaito.workloads.plan import PlanError
+from kaito.workloads.tuning import (
+    ANNOTATION_CONFIG_SOURCE,
+    ANNOTATION_JOB_HASH,
+    default_config_source,
+    default_config_text,
+    output_description,
+    tuning_config_name,
+    tuning_configmap,
+    tuning_job,
+)
 from kreconcile.clock import Clock, RealClock
 from kreconcile.conditions import get_condition, is_true
 from kreconcile.errors import AlreadyExists, Conflict, NotFound
@@ -143,15 +147,15 @@ class TuningReconciler:
             await self._write_status(obj, observed)
             return Result()
         try:
-            job = desired_job(ws, plan.preset, text, gpus_per_node=plan.gpus_per_node,
-                              version=self.version or kaito_version())
+            job = tuning_job(ws, plan.preset, gpus_per_node=plan.gpus_per_node,
+                             version=self.version or kaito_version(), config_text=text)
         except ValueError as exc:
             observed.blocked = (REASON_INVALID_WORKSPACE, str(exc))
             await self._write_status(obj, observed)
             return Result()
         owner = _owner_ref(obj)
-        if source != f"configmap/{ws.namespace}/{config_name(ws)}":
-            cm = config_configmap(ws, text, source)
+        if source != f"configmap/{ws.namespace}/{tuning_config_name(ws)}":
+            cm = tuning_configmap(ws, text, source)
             cm["metadata"]["ownerReferences"] = [owner]
             await self._apply_configmap(obj, cm)
         job["metadata"]["ownerReferences"] = [owner]
@@ -207,7 +211,7 @@ class TuningReconciler:
         else:
             text, source = await self._default_config(ws, method)
         try:
-            doc = parse_config_text(text)
+            doc = _parse_config_text(text)
         except ValueError as exc:
             raise _Blocked(REASON_INVALID_CONFIG, f"{source}: {exc}") from None
         errors = validate_training_config(doc, method)
@@ -219,8 +223,8 @@ class TuningReconciler:
         """The method's default: the copy already made for ``ws`` (a later template edit must not re-run
         finished jobs), else the template ConfigMap, else kaito-py's packaged default."""
         name = TEMPLATE_NAME.format(method=method)
-        sources = (f"configmap/{self.template_namespace}/{name}", f"default/{method}")
-        mine = await self._get(CONFIGMAP, config_name(ws), ws.namespace)
+        sources = (f"configmap/{self.template_namespace}/{name}", default_config_source(method))
+        mine = await self._get(CONFIGMAP, tuning_config_name(ws), ws.namespace)
         if mine is not None:
             source = _annotation(mine, ANNOTATION_CONFIG_SOURCE)
             text = (mine.get("data") or {}).get(c.TUNING_CONFIG_KEY)
@@ -233,8 +237,6 @@ class TuningReconciler:
         text = ((cm or {}).get("data") or {}).get(c.TUNING_CONFIG_KEY)
         if text:
             return text, sources[0]
-        from kaito.runtime.tuning.defaults import default_config_text
-
         return default_config_text(method), sources[1]
 
     async def _apply_configmap(self, obj: Mapping[str, Any], desired: dict[str, Any]) -> None:
@@ -365,6 +367,18 @@ class _Blocked(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def _parse_config_text(text: str) -> Any:
+    """The YAML document of a ``training_config.yaml``.
+
+    Raises:
+        ValueError: not valid YAML, with the parser's line and column.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"training_config.yaml is not valid YAML: {exc}") from None
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> str | None:

@@ -1,4 +1,5 @@
-"""The tuning controller's pure parts: the Job it wants and the status it computes from a Job and its pods."""
+"""The tuning controller's pure part: the status it computes from a Job and its pods (the Job itself is built by
+:mod:`kaito.workloads.tuning`; see ``tests/kaito/workloads/test_tuning.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,6 @@ from typing import Any
 import pytest
 
 from kaito.api import constants as c
-from kaito.api.workspace import parse_workspace
-from kaito.controllers.tuning.job import (
-    ANNOTATION_JOB_HASH,
-    desired_job,
-    is_loopback_registry,
-    trainer_model_arg,
-)
 from kaito.controllers.tuning.status import (
     REASON_CONFIG_NOT_FOUND,
     REASON_DATA_DOWNLOAD_FAILED,
@@ -26,75 +20,6 @@ from kaito.controllers.tuning.status import (
     failure_reason,
     summarize_log,
 )
-from kaito.presets.catalog import load_catalog
-from kaito.runtime.oci import build_parser as oci_parser
-from kaito.runtime.tuning.__main__ import build_parser as tuner_parser
-from kaito.runtime.tuning.download import build_parser as download_parser
-from tests.kaito.controllers.tuning.builders import tuning_workspace
-
-CATALOG = load_catalog()
-SMOL = CATALOG.preset("smollm2-135m-instruct")
-
-
-def job_for(wire: dict[str, Any], config: str = "training_config: {}") -> dict[str, Any]:
-    return desired_job(parse_workspace(wire), SMOL, config, gpus_per_node=0, version="0.1.0")
-
-
-def containers(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    pod = job["spec"]["template"]["spec"]
-    return {ct["name"]: ct for ct in [*(pod.get("initContainers") or []), *pod["containers"]]}
-
-
-def test_every_container_command_is_accepted_by_the_runtime_cli_it_runs() -> None:
-    job = job_for(tuning_workspace(input_image=None))
-    parsers = {"kaito.runtime.tuning": tuner_parser(), "kaito.runtime.tuning.download": download_parser(),
-               "kaito.runtime.oci": oci_parser()}
-    for ct in containers(job).values():
-        command = ct["command"]
-        assert command[:2] == ["python", "-m"]
-        args = parsers[command[2]].parse_args(command[3:])  # SystemExit(2) on a mismatch
-        if command[2] == "kaito.runtime.tuning":
-            assert args.model == "smollm2-135m-instruct" and args.method == "qlora"
-            assert args.config == "/mnt/config/training_config.yaml"
-        if command[2] == "kaito.runtime.oci":
-            assert args.plain_http is True  # 127.0.0.1 registry
-
-
-def test_the_job_mounts_kaitos_config_copy_even_when_the_user_names_a_configmap() -> None:
-    job = job_for(tuning_workspace(config="my-config"))
-    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["config-volume"]["configMap"] == {"name": "tune-tuning-config"}
-
-
-def test_a_changed_spec_or_config_changes_the_job_hash_and_equal_inputs_do_not() -> None:
-    base = job_for(tuning_workspace())["metadata"]["annotations"][ANNOTATION_JOB_HASH]
-    assert job_for(tuning_workspace())["metadata"]["annotations"][ANNOTATION_JOB_HASH] == base
-    other_url = job_for(tuning_workspace(urls=["https://data.example.com/v2.parquet"]))
-    assert other_url["metadata"]["annotations"][ANNOTATION_JOB_HASH] != base
-    other_config = job_for(tuning_workspace(), config="training_config: {LoraConfig: {r: 16}}")
-    assert other_config["metadata"]["annotations"][ANNOTATION_JOB_HASH] != base
-
-
-def test_remote_registries_keep_https_and_volume_output_has_no_pusher() -> None:
-    job = job_for(tuning_workspace(output_image="myregistry.azurecr.io/adapters/tune:v1",
-                                   input_image="myregistry.azurecr.io/data/set:v1"))
-    cts = containers(job)
-    assert "--plain-http" not in cts["pusher"]["command"]
-    assert "--plain-http" not in cts["data-puller"]["command"]
-    assert "pusher" not in containers(job_for(tuning_workspace(output_image=None)))
-
-
-@pytest.mark.parametrize(("image", "loopback"), [
-    ("127.0.0.1:5000/a/b:v1", True), ("localhost:5000/a:v1", True), ("[::1]:5000/a:v1", True),
-    ("127.3.2.1/a:v1", True), ("10.0.0.1:5000/a:v1", False), ("myregistry.azurecr.io/a:v1", False),
-])
-def test_loopback_registries_are_detected_by_host(image: str, loopback: bool) -> None:
-    assert is_loopback_registry(image) is loopback
-
-
-def test_gpu_presets_train_the_weights_baked_into_their_image() -> None:
-    assert trainer_model_arg(CATALOG.preset("phi-3-mini-4k-instruct"), "0.1.0") == "/workspace/weights"
-    assert trainer_model_arg(SMOL, "0.1.0") == "smollm2-135m-instruct"
 
 
 def pod(containers_: list[dict[str, Any]], init: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -185,16 +110,3 @@ def test_a_blocked_workspace_fails_with_the_reason_and_a_pod_problem_shows_while
     waiting = compute_tuning_status({}, TuningObserved(generation=1, job=job(), pods=[pending]), 1.0, "tune")
     assert conds(waiting)[c.COND_WORKSPACE_SUCCEEDED]["reason"] == c.REASON_UNSCHEDULABLE
     assert waiting["state"] == c.STATE_RUNNING
-
-
-def test_volume_input_is_mounted_as_the_data_directory_without_a_downloader() -> None:
-    wire = tuning_workspace(output_image=None)
-    wire["tuning"]["input"] = {"volumeSource": {"persistentVolumeClaim": {"claimName": "datasets"}}}
-    job = job_for(wire)
-    pod = job["spec"]["template"]["spec"]
-    assert set(containers(job)) == {"tuner"}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["data-volume"]["persistentVolumeClaim"] == {"claimName": "datasets"}
-    assert volumes["output-volume"] == {"name": "output-volume", "emptyDir": {}}
-    mounts = {m["mountPath"]: m["name"] for m in containers(job)["tuner"]["volumeMounts"]}
-    assert mounts[c.DATA_DIR] == "data-volume" and mounts[c.OUTPUT_DIR] == "output-volume"

@@ -5,15 +5,17 @@ it writes the Job's status and pods as the Job controller and kubelet would, and
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from kaito.api import constants as c
-from kaito.controllers.tuning import ANNOTATION_JOB_HASH
+from kaito.cli import main as cli_main
 from kaito.provisioner import LocalProvider
 from kaito.runtime.tuning.defaults import default_config_text
+from kaito.workloads.tuning import ANNOTATION_JOB_HASH
 from kreconcile.client import Client
 from kreconcile.config import load_config
 from kreconcile.errors import NotFound
@@ -315,3 +317,45 @@ async def test_a_v1alpha1_workspace_in_the_seeds_shape_is_tuned_and_its_objects_
         await eventually(lambda: gone(WORKSPACE, "seed"))
         await eventually(lambda: gone(JOB, "seed"))
         await eventually(lambda: gone(CONFIGMAP, "seed-tuning-config"))
+
+
+def _planned(tmp_path: Path, docs: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """``kaito plan -o yaml`` of ``docs`` (one file): ``{kind: object}``."""
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    assert cli_main(["plan", str(path), "-o", "yaml"]) == 0
+    return {d["kind"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+
+
+def _missing(planned: Any, stored: Any, path: str = "") -> list[str]:
+    """Paths where ``stored`` (the object on the server) differs from ``planned``; fields only the server adds
+    (defaults such as ``completions``, ``uid``, ``status``) are not differences."""
+    if isinstance(planned, dict) and isinstance(stored, dict):
+        return [p for k, v in planned.items() for p in _missing(v, stored.get(k), f"{path}.{k}")]
+    if isinstance(planned, list) and isinstance(stored, list) and len(planned) == len(stored):
+        return [p for i, (a, b) in enumerate(zip(planned, stored, strict=True)) for p in _missing(a, b, f"{path}[{i}]")]
+    return [] if planned == stored else [f"{path}: planned {planned!r}, created {stored!r}"]
+
+
+@pytest.mark.parametrize("config", [None, "users-config"])
+async def test_kaito_plan_prints_the_configmap_and_job_the_controller_creates(
+    server: APIServer, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str | None
+) -> None:
+    wire = tuning_workspace("planned", method="lora", config=config)
+    docs = [wire]
+    if config:
+        text = yaml.safe_dump({"training_config": {"LoraConfig": {"r": 4}, "TrainingArguments": {"max_steps": 3}}})
+        user = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config, "namespace": "default"},
+                "data": {c.TUNING_CONFIG_KEY: text}}
+        docs = [user, wire]
+        await client.create(user)
+    planned = _planned(tmp_path, docs, capsys)
+    async with running_operator(server, client):
+        await client.create(wire)
+        job = await eventually(lambda: client.get(JOB, "planned", "default"))
+        cm = await client.get(CONFIGMAP, "planned-tuning-config", "default")
+    assert _missing(planned["ConfigMap"], cm) == []
+    assert _missing(planned["Job"], job) == []
+    assert cm["metadata"]["annotations"] == planned["ConfigMap"]["metadata"]["annotations"]
+    assert job["metadata"]["annotations"] == planned["Job"]["metadata"]["annotations"]
+    assert planned["Job"]["metadata"]["annotations"][ANNOTATION_JOB_HASH]
