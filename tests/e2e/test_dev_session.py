@@ -80,6 +80,9 @@ def test_load_documents_reports_missing_and_invalid_files(tmp_path: Path) -> Non
 def test_curl_commands_are_valid_json_requests() -> None:
     chat, openai = curl_commands(("127.0.0.1", 4242), "smollm2-135m-instruct")
     assert chat.startswith("curl -s http://127.0.0.1:4242/chat ")
+    chat_body = json.loads(chat.split("-d '", 1)[1].rstrip("'"))
+    # the pasted /chat is greedy: the seed's sampling defaults sometimes end before the first token
+    assert chat_body["prompt"] and chat_body["generate_kwargs"]["do_sample"] is False
     body = json.loads(openai.split("-d '", 1)[1].rstrip("'"))
     assert body["model"] == "smollm2-135m-instruct" and body["messages"][0]["role"] == "user"
 

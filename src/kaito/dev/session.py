@@ -119,7 +119,7 @@ def curl_commands(address: tuple[str, int], model: str) -> list[str]:
     ``/v1/chat/completions``."""
     host, port = address
     base = f"http://{host}:{port}"
-    chat = json.dumps({"prompt": "What is Kubernetes?", "generate_kwargs": {"max_new_tokens": 40}})
+    chat = json.dumps({"prompt": "What is Kubernetes?", "generate_kwargs": {"max_new_tokens": 40, "do_sample": False}})
     openai = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is Kubernetes?"}],
                          "max_tokens": 40})
     return [
