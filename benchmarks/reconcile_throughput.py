@@ -433,11 +433,13 @@ def report(results: dict[str, Any]) -> str:
         ("s from the last write to converged (create / update)", lambda r: "n/a (starts after)" if r["system"] == "bare"
          else f'{_fmt(r["create"]["seconds"] - r["create"]["writes_issued_s"], 1)} / '
               f'{_fmt(r["update"]["seconds"] - r["update"]["writes_issued_s"], 1)}'),
-        ("restart backlog: s from process start to N converged", lambda r: _fmt(r["backlog"]["seconds"], 2)),
-        ("restart backlog: objects/s (after ready)", lambda r: f'{_fmt(r["backlog"]["objects_per_s"], 0)} '
-         f'({_fmt(r["backlog"]["after_ready_objects_per_s"], 0)})'),
-        ("restart backlog: s to ready", lambda r: _fmt(r["backlog"]["ready_s"], 2)),
-        ("restart backlog: API requests per object", lambda r: _fmt(r["backlog"]["requests_per_object"], 2)),
+        ("restart backlog: s from process start to N converged",
+         lambda r: _fmt(r.get("backlog", {}).get("seconds"), 2)),
+        ("restart backlog: objects/s (after ready)", lambda r: f'{_fmt(r.get("backlog", {}).get("objects_per_s"), 0)} '
+         f'({_fmt(r.get("backlog", {}).get("after_ready_objects_per_s"), 0)})'),
+        ("restart backlog: s to ready", lambda r: _fmt(r.get("backlog", {}).get("ready_s"), 2)),
+        ("restart backlog: API requests per object",
+         lambda r: _fmt(r.get("backlog", {}).get("requests_per_object"), 2)),
         ("update → status p50 ms", lambda r: _fmt(r.get("latency", {}).get("p50_ms"))),
         ("update → status p99 ms", lambda r: _fmt(r.get("latency", {}).get("p99_ms"))),
         ("server write (spec PATCH) p50 ms", lambda r: _fmt(r.get("latency", {}).get("write_p50_ms"))),
@@ -469,9 +471,10 @@ def report(results: dict[str, Any]) -> str:
             lines.append("")
             create = k["create"]["objects_per_s"] / o["create"]["objects_per_s"]
             update = k["update"]["objects_per_s"] / o["update"]["objects_per_s"]
-            backlog = k["backlog"]["objects_per_s"] / o["backlog"]["objects_per_s"]
-            lines.append(f"kreconcile/{other}: create {create:.2f}×, update {update:.2f}×, restart backlog "
-                         f"{backlog:.2f}×")
+            line = f"kreconcile/{other}: create {create:.2f}×, update {update:.2f}×"
+            if "backlog" in k and "backlog" in o:  # absent in results saved before the phase existed
+                line += f', restart backlog {k["backlog"]["objects_per_s"] / o["backlog"]["objects_per_s"]:.2f}×'
+            lines.append(line)
     return "\n".join(lines)
 
 
