@@ -50,7 +50,7 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     """Request body limit (413 above): 4 MiB holds a full 128k-token context of text with room to spare."""
     threads: int | None = None
-    """torch CPU threads; default: torch's own choice (the number of cores)."""
+    """torch CPU threads; default on CPU: cores - 1, at least 1 (one core for HTTP; see ``resolve_threads``)."""
     log_format: str = "json"
     """``json`` (one JSON object per line, for log collectors) or ``console`` (human-readable)."""
     log_prompts: bool = False
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-model-len", "max_model_len", "context window, prompt + output (default: the model's)", type=int)
     add("--request-timeout", "request_timeout", f"seconds per request (default {d.request_timeout:g})", type=float)
     add("--max-body-bytes", "max_body_bytes", f"request body limit (default {d.max_body_bytes})", type=int)
-    add("--threads", "threads", "torch CPU threads (default: torch's choice)", type=int)
+    add("--threads", "threads", "torch CPU threads (default on CPU: cores - 1, at least 1)", type=int)
     add("--log-format", "log_format", "json|console (default json)")
     p.add_argument(
         "--log-prompts",

@@ -61,6 +61,31 @@ def resolve_dtype(flag: str, device: torch.device) -> torch.dtype:
     return DTYPES[flag]
 
 
+def cpu_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which honours a container's cpuset), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(flag: int | None, device: torch.device, cores: int | None = None) -> int | None:
+    """The torch intra-op thread count to set, or None to leave torch's default.
+
+    An explicit ``flag`` wins. On CPU the default is ``cores - 1`` (at least 1): one core stays free for the event
+    loop (HTTP, JSON, streaming) and the rest of the process. Measured on the 2-core development machine
+    (docs/runtime.md, "CPU threads"): with as many OpenMP threads as cores, every parallel matmul waits at its
+    barrier whenever the event loop (or anything else) holds one of the cores, and a ``[16, 576] x [576, 1536]``
+    matmul took a median 19 ms instead of 0.8 ms; one thread avoids the barrier entirely. vLLM's CPU backend
+    reserves a core for its HTTP server the same way. On GPU the CPU threads barely matter: None.
+    """
+    if flag is not None:
+        return flag
+    if device.type != "cpu":
+        return None
+    return max(1, (cores if cores is not None else cpu_cores()) - 1)
+
+
 def check_model_dir(path: Path) -> None:
     """Fail with the missing file's name when ``path`` is not a complete model directory.
 

@@ -23,7 +23,7 @@ from kaito.runtime.inference.config import ServerConfig, check_single_node, pars
 from kaito.runtime.inference.engine import Engine, EngineConfig
 from kaito.runtime.inference.errors import StartupError
 from kaito.runtime.inference.metrics import EngineMetrics
-from kaito.runtime.inference.model import ModelRunner, load_model
+from kaito.runtime.inference.model import ModelRunner, load_model, resolve_threads
 from kaito.runtime.inference.serving import Service
 
 log = structlog.get_logger("kaito.runtime.inference")
@@ -54,8 +54,6 @@ def build_service(cfg: ServerConfig) -> Service:
         StartupError: anything that prevents serving, with the cause and the fix.
     """
     check_single_node()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     if cfg.preset is not None:
         from kaito.runtime.smollm2 import ModelUnavailableError, ensure_model_dir
 
@@ -67,6 +65,9 @@ def build_service(cfg: ServerConfig) -> Service:
         assert cfg.model_dir is not None
         model_dir = cfg.model_dir
     loaded = load_model(model_dir, device=cfg.device, dtype=cfg.dtype)
+    threads = resolve_threads(cfg.threads, loaded.device)
+    if threads is not None:  # before the engine's worker thread starts: new threads inherit the setting
+        torch.set_num_threads(threads)
     max_len = cfg.max_model_len or loaded.context_window
     if max_len > loaded.context_window:
         raise StartupError(

@@ -12,7 +12,7 @@ import torch
 from kaito.runtime.inference.adapters import attach_adapters, discover_adapters
 from kaito.runtime.inference.config import ServerConfig, check_single_node, parse_config
 from kaito.runtime.inference.errors import StartupError
-from kaito.runtime.inference.model import check_model_dir, load_model, resolve_dtype
+from kaito.runtime.inference.model import check_model_dir, load_model, resolve_dtype, resolve_threads
 from kaito.runtime.inference.sampling import SamplerState, SamplingParams, choose_tokens
 
 
@@ -72,6 +72,13 @@ def test_dtype_auto_is_float32_on_a_cpu_without_native_bf16(monkeypatch: pytest.
     monkeypatch.setattr(model_mod, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
     assert resolve_dtype("float16", torch.device("cpu")) == torch.float16
+
+
+def test_cpu_threads_default_to_all_cores_but_one_for_the_event_loop() -> None:
+    cpu = torch.device("cpu")
+    assert [resolve_threads(None, cpu, cores=n) for n in (1, 2, 16)] == [1, 1, 15]
+    assert resolve_threads(2, cpu, cores=2) == 2  # an explicit --threads wins
+    assert resolve_threads(None, torch.device("cuda"), cores=16) is None  # GPUs: torch's default
 
 
 def test_adapters_are_found_with_strengths_and_a_bad_one_fails_startup_by_name(
