@@ -73,8 +73,8 @@ def test_load_documents_reports_missing_and_invalid_files(tmp_path: Path) -> Non
     bad.write_text("kind: Workspace\nmetadata: {name: x}\n")
     with pytest.raises(DevError, match=r"document 1: needs apiVersion, kind and metadata\.name"):
         load_documents([bad])
-    docs = load_documents([ROOT / "examples" / "tuning" / "smollm2-qlora-local.yaml"])
-    assert [d["kind"] for d in docs] == ["ConfigMap", "PersistentVolumeClaim", "Workspace"]
+    docs = load_documents([ROOT / "examples" / "tuning" / "smollm2-lora-local.yaml"])
+    assert [d["kind"] for d in docs] == ["ConfigMap", "ConfigMap", "PersistentVolumeClaim", "Workspace"]
 
 
 def test_curl_commands_are_valid_json_requests() -> None:
@@ -103,9 +103,9 @@ def test_status_when_not_running(tmp_path: Path) -> None:
 
 def test_tuning_output_points_at_the_local_pvc_directory(tmp_path: Path) -> None:
     session = DevSession(state_dir=tmp_path / "state")
-    docs = load_documents([ROOT / "examples" / "tuning" / "smollm2-qlora-local.yaml"])
+    docs = load_documents([ROOT / "examples" / "tuning" / "smollm2-lora-local.yaml"])
     ws = {**docs[-1], "metadata": {**docs[-1]["metadata"], "namespace": "default"}}
     assert session.tuning_output(ws) == str((tmp_path / "state").resolve() / "cluster" / "pvc" / "default"
-                                            / "smollm2-qlora-adapter")
+                                            / "smollm2-lora-adapter")
     ws["tuning"]["output"] = {"image": "127.0.0.1:5000/adapter:1"}
     assert session.tuning_output(ws) == "image 127.0.0.1:5000/adapter:1"

@@ -2,7 +2,8 @@
 
 - ``kaito-py/runtime-cpu`` (kaito-py's runtime and tools image; the CPU preset ``smollm2-135m-instruct``, the
   tuning Job and its init containers use it) → this Python interpreter, so ``python -m kaito.runtime.inference``
-  runs the real server from the installed package.
+  runs the real server from the installed package. The trainer (``python -m kaito.runtime.tuning``) gets
+  ``OMP_NUM_THREADS`` = :data:`TRAINER_THREADS` unless the container sets it.
 - ``mcr.microsoft.com/aks/kaito/`` (upstream's GPU preset images with baked-in weights: phi-3, llama, ...) →
   not runnable locally: the container prints :data:`NOT_RUNNABLE_MESSAGE` and exits 1, so the pod stays in
   ``CrashLoopBackOff`` with that message in ``kubectl logs`` and the Workspace's InferenceReady stays False.
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
@@ -27,13 +29,21 @@ NOT_RUNNABLE_MESSAGE = (
     "have. Under kaito dev use the CPU preset smollm2-135m-instruct (examples/inference/smollm2-local.yaml)."
 )
 """What a container of an upstream preset image prints before exiting 1 under ``kaito dev``."""
+TRAINER_THREADS = max(1, (os.cpu_count() or 2) // 2)
+"""torch threads of a tuning job under ``kaito dev``: half the cores (1 on a 2-core machine). Everything shares one
+machine there (API server, operator, inference servers, the trainer), and a trainer with more threads than free
+cores makes torch's OpenMP threads wait on each other. Measured on a loaded 2-core machine (load ~7): LoRA on
+SmolLM2-135M at 2 threads ~10 s per training example, at 1 thread ~2.5 s (``docs/tuning.md``)."""
 
 
 def _python(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
     argv = launch.argv
     if argv and argv[0].rsplit("/", 1)[-1] in ("python", "python3"):
         argv = (sys.executable, *argv[1:])
-    return replace(launch, argv=tuple(argv))
+    env = launch.env
+    if tuple(argv[1:3]) == ("-m", "kaito.runtime.tuning") and "OMP_NUM_THREADS" not in env:
+        env = {**env, "OMP_NUM_THREADS": str(TRAINER_THREADS)}
+    return replace(launch, argv=tuple(argv), env=env)
 
 
 def _not_runnable(image: str) -> ImageSpec:

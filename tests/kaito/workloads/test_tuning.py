@@ -3,6 +3,7 @@ snapshot, and the contract with the runtime (every command parses with the CLI i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,36 @@ def test_volume_input_is_mounted_as_the_data_directory_without_a_downloader() ->
     assert volumes["output-volume"] == {"name": "output-volume", "emptyDir": {}}
     mounts = {m["mountPath"]: m["name"] for m in containers(job)["tuner"]["volumeMounts"]}
     assert mounts[c.DATA_DIR] == "data-volume" and mounts[c.OUTPUT_DIR] == "output-volume"
+
+
+LOCAL_EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples" / "tuning").glob("smollm2-*-local.yaml"))
+
+
+@pytest.mark.parametrize("path", LOCAL_EXAMPLES, ids=lambda p: p.name)
+def test_a_local_tuning_example_is_admitted_and_trains_briefly_with_its_own_config(path: Path) -> None:
+    from kaito.runtime.tuning.config import parse_config
+    from kaito.webhook.rules import validate_workspace
+    from kaito.webhook.training_config import validate_training_config
+    from kaito.workloads import plan_workspace
+
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    wire = next(d for d in docs if d["kind"] == "Workspace")
+    assert validate_workspace(wire).allowed
+    if "tuning" not in wire:  # the serving half of the closed loop
+        assert wire["inference"]["adapters"][0]["source"]["image"]
+        return
+    configs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    tuning = wire["tuning"]
+    method = tuning["method"]
+    text = configs[tuning["config"]]["data"][c.TUNING_CONFIG_KEY]
+
+    assert validate_training_config(yaml.safe_load(text), method) == []
+    parsed = parse_config(yaml.safe_load(text), output_dir=c.OUTPUT_DIR, method=method)  # the tuner's own parser
+    assert parsed.training.max_steps <= 10 and parsed.training.use_cpu  # minutes on a laptop CPU, not hours
+    assert tuning["input"]["volumeSource"]["configMap"]["name"] in configs  # the bundled dataset
+    if "volumeSource" in tuning["output"]:
+        assert tuning["output"]["volumeSource"]["persistentVolumeClaim"]["claimName"] in claims
+    plan = plan_workspace(parse_workspace({**wire, "metadata": {**wire["metadata"], "namespace": "default"}}),
+                          training_config_text=text)
+    assert [o["data"][c.TUNING_CONFIG_KEY] for o in plan.objects if o["kind"] == "ConfigMap"] == [text]
