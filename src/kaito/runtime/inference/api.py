@@ -83,9 +83,18 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    if b"\\u" in raw:  # JSON allows "\ud800" escapes that decode to lone surrogates, which are not text
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise bad_request(
+                f"the request body contains an unpaired UTF-16 surrogate ({exc.object[exc.start]!r}): every "
+                "\\uD800-\\uDFFF escape must be half of a surrogate pair; send valid Unicode text"
+            ) from None
+    return body
 
 
 def _finish_error(delta: Delta, service: Service) -> APIError | None:

@@ -175,6 +175,21 @@ async def test_malformed_json_oversized_body_and_unknown_paths(tiny_server: Tiny
     assert resp.status == 405
 
 
+@pytest.mark.parametrize("path", ["/chat", "/v1/completions", "/v1/chat/completions"])
+async def test_a_lone_surrogate_is_a_400_not_a_500(tiny_server: TinyServer, path: str) -> None:
+    # valid JSON ("\ud800" is a legal escape) that is not valid Unicode: the tokenizer cannot take it
+    text = '"\\ud800 hi"'
+    raw = {"/chat": '{"prompt": %s, "generate_kwargs": {"max_new_tokens": 2}}',
+           "/v1/completions": '{"model": "tiny", "max_tokens": 2, "prompt": %s}',
+           "/v1/chat/completions": '{"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": %s}]}',
+           }[path] % text
+    status, body = await post(tiny_server, path, raw)
+    assert status == 400 and "surrogate" in body["error"]["message"], body
+    # a proper surrogate pair (an emoji) is fine
+    status, _ = await post(tiny_server, path, raw.replace("\\ud800", "\\ud83d\\ude00"))
+    assert status == 200
+
+
 async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     """Poll observable state until ``predicate()`` holds."""
     loop = asyncio.get_running_loop()
