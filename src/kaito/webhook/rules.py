@@ -96,7 +96,7 @@ def _validate(
         return
     if ws.metadata.deletion_timestamp:
         return  # being deleted: only finalizers change; never block their removal
-    _rule_name(v, ws)
+    _rule_name(v, ws, creating=old is None)
     _rule_one_of_inference_tuning(v, ws)
     byo = bool(ws.resource.preferred_nodes) or not auto_provisioning
     sku = _rule_resource(v, ws, catalog, byo)
@@ -139,7 +139,14 @@ def _parse(v: Verdict, obj: Any) -> AnyWorkspace | None:
 
 
 # --- rule 1 ------------------------------------------------------------------------------------------------------
-def _rule_name(v: Verdict, ws: AnyWorkspace) -> None:
+MAX_NAME_LENGTH = 52
+"""Longest Workspace name admitted on CREATE. The StatefulSet named after the Workspace labels its pods
+``controller-revision-hash: <name>-<hash>`` with a hash of up to 10 characters, and label values are at most 63
+characters (Kubernetes API conventions), so a longer name yields a StatefulSet whose pods the API server rejects
+(the known 52-character StatefulSet limit, kubernetes/kubernetes#64023)."""
+
+
+def _rule_name(v: Verdict, ws: AnyWorkspace, *, creating: bool) -> None:
     name = ws.metadata.name
     if not name:
         v.error("metadata.name", "is required; set a lower-case name such as workspace-phi-3-mini")
@@ -148,6 +155,13 @@ def _rule_name(v: Verdict, ws: AnyWorkspace) -> None:
             "metadata.name",
             f"{name!r} is not a DNS-1123 label (at most 63 characters of a-z, 0-9 and '-', starting and ending "
             "with a letter or digit); it names the Service, e.g. workspace-phi-3-mini",
+        )
+    elif creating and len(name) > MAX_NAME_LENGTH:  # on UPDATE the name is fixed: never block finalizer removal
+        v.error(
+            "metadata.name",
+            f"{name!r} has {len(name)} characters; Workspace names are limited to {MAX_NAME_LENGTH} so that the "
+            "pods of its StatefulSet get a valid controller-revision-hash label (<name>-<hash>, at most 63 "
+            "characters); choose a shorter name",
         )
 
 

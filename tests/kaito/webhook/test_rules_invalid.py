@@ -30,6 +30,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is not a DNS-1123 label (at most 63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit); it names the Service, e.g. workspace-phi-3-mini",
     ),
     (
+        "name-too-long-for-the-statefulset",
+        edit(INF, "metadata.name", "w" * 53),
+        "metadata.name",
+        "'wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww' has 53 characters; Workspace names are limited to 52 so that the pods of its StatefulSet get a valid controller-revision-hash label (<name>-<hash>, at most 63 characters); choose a shorter name",
+    ),
+    (
         "name-trailing-dash",
         edit(INF, "metadata.name", "ws-"),
         "metadata.name",

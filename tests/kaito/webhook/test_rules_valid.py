@@ -299,3 +299,12 @@ def test_byo_with_fewer_matching_nodes_than_count_warns() -> None:
         "resource.labelSelector selects 1 node(s) but resource.count is 2; the workspace waits until 2 "
         "matching nodes exist"
     ]
+
+
+def test_a_52_character_name_is_admitted_and_a_longer_existing_one_can_still_be_updated() -> None:
+    assert validate_workspace(edit(inference_ws(), "metadata.name", "w" * 52)).allowed
+    # a Workspace created before the 52-character rule keeps working: finalizer removal and edits are not blocked
+    old = edit(inference_ws(), "metadata.name", "w" * 60)
+    new = edit(old, "metadata.labels", {"team": "a"})
+    assert validate_workspace(new, old=old).allowed
+    assert not validate_workspace(old).allowed

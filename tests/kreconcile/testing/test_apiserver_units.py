@@ -130,3 +130,16 @@ def test_builtin_pruning_drops_undeclared_fields_at_any_depth() -> None:
     assert sorted(pruned) == ["metadata.bogus", "spec.replica", "spec.template.spec.containers[0].imag"]
     assert deployment["spec"]["template"]["spec"]["containers"][0] == {"name": "c", "resources": {"limits":
                                                                                                  {"cpu": 1}}}
+
+
+def test_a_label_value_over_63_characters_is_invalid_for_its_length() -> None:
+    from kreconcile.testing.apiserver.objects import validate_metadata
+
+    long_value = "w" * 53 + "-6snmvtk6c2"  # what a 53-character StatefulSet's controller-revision-hash looks like
+    pod = {"metadata": {"name": "p", "labels": {"controller-revision-hash": long_value}}}
+    with pytest.raises(APIError) as err:
+        validate_metadata(TYPES["Pod"], pod)
+    assert err.value.code == 422
+    causes = err.value.details["causes"] if err.value.details else []
+    assert [c["message"] for c in causes] == [f'Invalid value: "{long_value}": must be no more than 63 characters']
+    validate_metadata(TYPES["Pod"], {"metadata": {"name": "p", "labels": {"controller-revision-hash": "w" * 63}}})

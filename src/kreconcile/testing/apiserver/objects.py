@@ -83,7 +83,9 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
         if not _valid_qualified_name(k):
             causes.append(cause("metadata.labels", f'Invalid value: "{k}": name part must consist of alphanumeric '
                                 "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if isinstance(v, str) and len(v) > 63:  # apimachinery's IsValidLabelValue reports the length on its own
+            causes.append(cause("metadata.labels", f'Invalid value: "{v}": must be no more than 63 characters'))
+        elif not isinstance(v, str) or not _LABEL_VALUE.match(v):
             causes.append(cause("metadata.labels", f'Invalid value: "{v}": a valid label must be an empty string or '
                                 "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
                                 "alphanumeric character"))
