@@ -21,6 +21,8 @@ from kaito.dev.session import (
     curl_commands,
     describe_workspace,
     load_documents,
+    metrics_endpoint,
+    run_until_signal,
     status,
 )
 
@@ -109,3 +111,90 @@ def test_tuning_output_points_at_the_local_pvc_directory(tmp_path: Path) -> None
                                             / "smollm2-lora-adapter")
     ws["tuning"]["output"] = {"image": "127.0.0.1:5000/adapter:1"}
     assert session.tuning_output(ws) == "image 127.0.0.1:5000/adapter:1"
+
+
+def test_the_pasted_openai_curl_is_greedy() -> None:
+    _, openai = curl_commands(("127.0.0.1", 4242), "smollm2-135m-instruct")
+    body = json.loads(openai.split("-d '", 1)[1].rstrip("'"))
+    assert body["temperature"] == 0  # OpenAI's default 1 makes the 135M model answer nonsense
+
+
+class _Cluster:
+    def service_address(self, namespace: str, name: str, port: int) -> tuple[str, int]:
+        return ("127.0.0.1", 4242)
+
+
+def _served_workspace() -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": "workspace-smollm2"},
+            "inference": {"preset": {"name": "smollm2-135m-instruct"}},
+            "status": {"conditions": [{"type": "WorkspaceSucceeded", "status": "True"}]}}
+
+
+async def test_a_saved_succeeded_condition_is_not_reported_ready_until_the_endpoint_answers(tmp_path: Path) -> None:
+    answers = {"default/workspace-smollm2": False}
+
+    async def probe(namespace: str, service: str) -> tuple[bool, str]:
+        return answers[f"{namespace}/{service}"], "connection refused"
+
+    out = io.StringIO()
+    session = DevSession(state_dir=tmp_path, out=out, cluster=_Cluster(), endpoint_probe=probe)
+    await session._report_endpoints([_served_workspace()])  # the condition is the one saved by the last session
+    assert "is ready" not in out.getvalue() and "curl" not in out.getvalue() and session.endpoints == {}
+
+    answers["default/workspace-smollm2"] = True
+    await session._report_endpoints([_served_workspace()])
+    assert "workspace default/workspace-smollm2 is ready: http://127.0.0.1:4242" in out.getvalue()
+    assert out.getvalue().count("curl -s") == 2
+    assert json.loads((tmp_path / "state.json").read_text())["endpoints"]["default/workspace-smollm2"]["url"] == (
+        "http://127.0.0.1:4242")
+
+
+async def test_a_refused_up_does_not_say_it_stopped_anything(tmp_path: Path) -> None:
+    out = io.StringIO()
+    session = DevSession(files=[tmp_path / "missing.yaml"], state_dir=tmp_path / "state", out=out)
+    with pytest.raises(DevError, match="cannot read it"):
+        await session.run(asyncio.Event())
+    assert "stop" not in out.getvalue()
+
+
+def test_an_unexpected_error_is_one_line_naming_the_log_and_the_traceback_goes_to_the_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Broken(DevSession):
+        async def start(self) -> None:
+            self.log_file = (self.state_dir / "dev.log").open("a", encoding="utf-8")
+            raise KeyError("boom")
+
+    (tmp_path / "state").mkdir()
+    session = Broken(state_dir=tmp_path / "state", out=io.StringIO())
+    assert run_until_signal(session, install=lambda _stop: None) == 1
+    err = capsys.readouterr().err
+    log = tmp_path / "state" / "dev.log"
+    assert err.strip().splitlines() == [f"kaito dev: unexpected error: KeyError: 'boom' (traceback in {log.resolve()})"]
+    assert "Traceback (most recent call last)" in log.read_text() and "KeyError: 'boom'" in log.read_text()
+
+
+def test_status_prints_the_full_metrics_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import kaito.dev.session as session_module
+
+    (tmp_path / "state.json").write_text(json.dumps({
+        "pid": os.getpid(), "kubeconfig": str(tmp_path / "kubeconfig"), "metrics_url": "http://127.0.0.1:4242"}))
+
+    async def no_workspaces(_state: dict[str, Any]) -> list[str]:
+        return ["no workspaces"]
+
+    monkeypatch.setattr(session_module, "_status_lines", no_workspaces)
+    out = io.StringIO()
+    assert status(tmp_path, out) == 0
+    assert "operator metrics: http://127.0.0.1:4242/metrics" in out.getvalue()
+    assert metrics_endpoint("http://127.0.0.1:4242") == "http://127.0.0.1:4242/metrics"
+
+
+def test_kaito_dev_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from kaito.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["dev", "--help"])
+    help_text = capsys.readouterr().out
+    assert "kaito dev up" in help_text and "``" not in help_text and ":data:" not in help_text

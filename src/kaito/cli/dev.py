@@ -1,10 +1,11 @@
-"""``kaito dev up [FILES...]`` / ``kaito dev down`` / ``kaito dev status``: the whole of kaito on this machine.
+"""kaito dev up [FILES...] / kaito dev down / kaito dev status: the whole of kaito on this machine.
 
-``up`` starts a local cluster (state in ``./.kaito/``), installs the CRDs, runs the operator with the local
-provider and the admission webhook, writes ``./.kaito/kubeconfig``, applies FILES, shows progress (nodes, pods,
-model loading) and prints each ready Workspace's endpoint with ready-to-paste ``curl`` lines. It stays up until
-Ctrl-C (or ``kaito dev down`` from another shell), then stops every process it started.
+up starts a local cluster (state in ./.kaito/), installs the CRDs, runs the operator with the local provider and
+the admission webhook, writes ./.kaito/kubeconfig, applies FILES, shows progress (nodes, pods, model loading) and
+prints each ready Workspace's endpoint with ready-to-paste curl lines. It stays up until Ctrl-C (or kaito dev down
+from another shell), then stops every process it started.
 """
+# The docstring above is plain text, no reStructuredText markup: argparse prints it as the help of `kaito dev`.
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 def register(subparsers: Any) -> None:
     """Add ``dev`` with its ``up``, ``down`` and ``status`` sub-commands."""
     parser = subparsers.add_parser("dev", help="run kaito locally: cluster + operator + real CPU inference",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dev_command", metavar="up|down|status")
     state = {"type": Path, "default": Path(".kaito"), "help": "state directory (default ./.kaito)"}
 

@@ -21,7 +21,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -116,16 +117,22 @@ def load_documents(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 def curl_commands(address: tuple[str, int], model: str) -> list[str]:
     """Ready-to-paste curl lines for a Workspace served at ``address``: the seed's ``/chat`` and OpenAI's
-    ``/v1/chat/completions``."""
+    ``/v1/chat/completions``, both greedy (``do_sample: false`` / ``temperature: 0``): OpenAI's default
+    temperature 1 makes a 135M model answer nonsense."""
     host, port = address
     base = f"http://{host}:{port}"
     chat = json.dumps({"prompt": "What is Kubernetes?", "generate_kwargs": {"max_new_tokens": 40, "do_sample": False}})
     openai = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is Kubernetes?"}],
-                         "max_tokens": 40})
+                         "max_tokens": 40, "temperature": 0})
     return [
         f"curl -s {base}/chat -H 'Content-Type: application/json' -d '{chat}'",
         f"curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' -d '{openai}'",
     ]
+
+
+def metrics_endpoint(base_url: str | None) -> str | None:
+    """The operator's full ``/metrics`` URL from the manager's base URL (``state.json`` keeps the base)."""
+    return f"{base_url.rstrip('/')}/metrics" if base_url else None
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -202,6 +209,11 @@ class DevSession:
     operator: Any = None
     webhook: Any = None
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    endpoint_probe: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
+    """``(namespace, service) -> (answered, message)``: whether a Workspace's endpoint answers ``GET /health``
+    (default: :class:`~kaito.controllers.workspace.HTTPEndpointProber` on the LocalCluster's Service address).
+    A Workspace is reported ready only when it answers: after a restart the saved ``WorkspaceSucceeded=True``
+    is stale until the operator probes again, and the model takes ~30 s to load."""
     _started: float = field(default_factory=time.monotonic)
     _seen: dict[str, str] = field(default_factory=dict)
     _manager_task: asyncio.Task[None] | None = None
@@ -293,11 +305,15 @@ class DevSession:
             f"--metrics-bind-address={self.metrics_address}", "--health-probe-bind-address=0",
             "--graceful-shutdown-timeout=10", *self.operator_args,
         ], {})
-        self.operator = build_operator(opts, load_config(str(self.kubeconfig)), prober=HTTPEndpointProber(resolve))
+        prober = HTTPEndpointProber(resolve)
+        if self.endpoint_probe is None:
+            self.endpoint_probe = prober
+        self.operator = build_operator(opts, load_config(str(self.kubeconfig)), prober=prober)
         self._manager_task = asyncio.create_task(self.operator.manager.start(self._manager_stop),
                                                  name="kaito-operator")
         await self._wait_metrics()
-        self.say(f"operator running (provider local); metrics on {self.operator.manager.metrics_url}")
+        self.say(f"operator running (provider local); metrics on "
+                 f"{metrics_endpoint(self.operator.manager.metrics_url)}")
         self._write_state()
         for doc in docs:
             applied = await self._apply(doc)
@@ -398,11 +414,16 @@ class DevSession:
                 continue
             model = _ws_model(ws)
             entry = {"url": f"http://{address[0]}:{address[1]}", "model": model}
+            if self.endpoints.get(key) == entry:
+                current[key] = entry
+                continue
+            # newly True: the condition may be stale (saved by the last session before the operator probed again)
+            if self.endpoint_probe is not None and not (await self.endpoint_probe(meta["namespace"], meta["name"]))[0]:
+                continue
             current[key] = entry
-            if self.endpoints.get(key) != entry:
-                self.say(f"workspace {key} is ready: {entry['url']}  (model {model})")
-                for line in curl_commands(tuple(address), model):  # type: ignore[arg-type]
-                    print(f"    {line}", file=self.out, flush=True)
+            self.say(f"workspace {key} is ready: {entry['url']}  (model {model})")
+            for line in curl_commands(tuple(address), model):  # type: ignore[arg-type]
+                print(f"    {line}", file=self.out, flush=True)
         if current != self.endpoints:
             self.endpoints = current
             self._write_state()
@@ -436,9 +457,18 @@ class DevSession:
         finally:
             await self.stop()
 
+    def _started_parts(self) -> list[str]:
+        parts = [("operator", self._manager_task), ("webhook", self.webhook), ("pods, API server", self.cluster)]
+        return [name for name, started in parts if started is not None]
+
     async def stop(self) -> None:
-        """Stop the operator, the webhook, every pod process and the API server; remove ``state.json``."""
-        self.say("stopping: operator, webhook, pods, API server")
+        """Stop what this session started (the operator, the webhook, every pod process and the API server) and
+        remove its ``state.json``; says nothing when it started nothing (a refused ``kaito dev up`` leaves the
+        running session alone)."""
+        started = self._started_parts()
+        if not started:
+            return
+        self.say(f"stopping: {', '.join(started)}")
         self._manager_stop.set()
         if self._manager_task is not None:
             with contextlib.suppress(Exception):
@@ -465,8 +495,27 @@ class DevSession:
         self.say("stopped")
 
 
+def _log_unexpected(session: DevSession, exc: Exception) -> str:
+    """Append ``exc``'s traceback to the session's log (``<state_dir>/dev.log``); returns where it went."""
+    text = "".join(traceback.format_exception(exc))
+    if session.log_file is not None and not session.log_file.closed:
+        session.log_file.write(f"kaito dev: unexpected error\n{text}")
+        session.log_file.flush()
+        return str(getattr(session.log_file, "name", "the log"))
+    path = session.state_dir / "dev.log"
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"kaito dev: unexpected error\n{text}")
+    except OSError:
+        sys.stderr.write(text)
+        return "stderr above"
+    return str(path)
+
+
 def run_until_signal(session: DevSession, install: Callable[[asyncio.Event], None] | None = None) -> int:
-    """Run ``session`` until SIGINT/SIGTERM; returns the exit code (1 with a message on :class:`DevError`)."""
+    """Run ``session`` until SIGINT/SIGTERM; returns the exit code: 1 with a one-line message on
+    :class:`DevError`, and on any other error (its traceback goes to the log file, the message names it), after
+    :meth:`DevSession.run` stopped what it started."""
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -479,6 +528,11 @@ def run_until_signal(session: DevSession, install: Callable[[asyncio.Event], Non
             await session.run(stop)
         except DevError as exc:
             print(f"kaito dev: {exc}", file=sys.stderr, flush=True)
+            return 1
+        except Exception as exc:  # the user gets one line; the traceback goes to the log
+            where = _log_unexpected(session, exc)
+            print(f"kaito dev: unexpected error: {type(exc).__name__}: {exc} (traceback in {where})",
+                  file=sys.stderr, flush=True)
             return 1
         return 0
 
@@ -534,7 +588,7 @@ def status(state_dir: Path, out: TextIO = sys.stdout) -> int:
         return 3
     print(f"kaito dev is running (pid {state['pid']})", file=out)
     print(f"  kubeconfig: {state['kubeconfig']}", file=out)
-    print(f"  operator metrics: {state.get('metrics_url')}", file=out)
+    print(f"  operator metrics: {metrics_endpoint(state.get('metrics_url'))}", file=out)
     try:
         for line in asyncio.run(_status_lines(state)):
             print(f"  {line}", file=out)
