@@ -3,7 +3,10 @@
 - ``kaito-py/runtime-cpu`` (kaito-py's runtime and tools image; the CPU preset ``smollm2-135m-instruct``, the
   tuning Job and its init containers use it) → this Python interpreter, so ``python -m kaito.runtime.inference``
   runs the real server from the installed package. The trainer (``python -m kaito.runtime.tuning``) gets
-  ``OMP_NUM_THREADS`` = :data:`TRAINER_THREADS` unless the container sets it.
+  ``OMP_NUM_THREADS`` = :data:`TRAINER_THREADS` unless the container sets it. The inference server gets
+  ``KAITO_ADAPTER_DIR`` = the local directory of its ``/mnt/adapter`` volume: the local kubelet rewrites mount
+  paths only where they appear in command, args and env, and the server's ``--adapter-dir`` default
+  ``/mnt/adapter`` appears in none of them (on a real node the mount is at that path).
 - ``mcr.microsoft.com/aks/kaito/`` (upstream's GPU preset images with baked-in weights: phi-3, llama, ...) →
   not runnable locally: the container prints :data:`NOT_RUNNABLE_MESSAGE` and exits 1, so the pod stays in
   ``CrashLoopBackOff`` with that message in ``kubectl logs`` and the Workspace's InferenceReady stays False.
@@ -16,6 +19,7 @@ import os
 import sys
 from dataclasses import replace
 
+from kaito.api.constants import ADAPTER_DIR
 from kaito.workloads.common import RUNTIME_IMAGE
 from kreconcile.testing.kubelet import ImageMap, ImageSpec
 from kreconcile.testing.kubelet.images import LaunchContext, LaunchSpec
@@ -36,13 +40,18 @@ cores makes torch's OpenMP threads wait on each other. Measured on a loaded 2-co
 SmolLM2-135M at 2 threads ~10 s per training example, at 1 thread ~2.5 s (``docs/tuning.md``)."""
 
 
-def _python(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
+def _python(launch: LaunchSpec, ctx: LaunchContext) -> LaunchSpec:
     argv = launch.argv
     if argv and argv[0].rsplit("/", 1)[-1] in ("python", "python3"):
         argv = (sys.executable, *argv[1:])
     env = launch.env
-    if tuple(argv[1:3]) == ("-m", "kaito.runtime.tuning") and "OMP_NUM_THREADS" not in env:
+    module = tuple(argv[1:3])
+    if module == ("-m", "kaito.runtime.tuning") and "OMP_NUM_THREADS" not in env:
         env = {**env, "OMP_NUM_THREADS": str(TRAINER_THREADS)}
+    adapters = ctx.paths.get(ADAPTER_DIR)
+    if module == ("-m", "kaito.runtime.inference") and adapters and "--adapter-dir" not in argv and (
+            "KAITO_ADAPTER_DIR" not in env):
+        env = {**env, "KAITO_ADAPTER_DIR": adapters}
     return replace(launch, argv=tuple(argv), env=env)
 
 
