@@ -67,14 +67,23 @@ def image_map() -> ImageMap:
 
 @pytest.fixture
 async def data_url() -> AsyncIterator[str]:
-    """An HTTP server on 127.0.0.1 serving ``/train.jsonl`` (prompt/response rows teaching :data:`FACT`)."""
+    """An HTTP server on 127.0.0.1 serving ``/train.jsonl`` (prompt/response rows teaching :data:`FACT`), and two
+    bad datasets: ``/no-response.jsonl`` (rows without the response column) and ``/empty.jsonl`` (0 bytes)."""
     body = "".join(json.dumps({"prompt": q, "response": FACT}) + "\n" for q in QUESTIONS)
 
     async def train(_request: web.Request) -> web.Response:
         return web.Response(text=body)
 
+    async def no_response(_request: web.Request) -> web.Response:
+        return web.Response(text="".join(json.dumps({"prompt": q}) + "\n" for q in QUESTIONS))
+
+    async def empty(_request: web.Request) -> web.Response:
+        return web.Response(body=b"")
+
     app = web.Application()
     app.router.add_get("/train.jsonl", train)
+    app.router.add_get("/no-response.jsonl", no_response)
+    app.router.add_get("/empty.jsonl", empty)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -214,3 +223,28 @@ async def test_a_wrong_push_secret_fails_the_workspace_once_naming_the_registry(
         assert "container pusher exited with code 3" in cond["message"]
         assert registry.host in cond["message"]
         assert job["status"].get("failed") == 1  # one pod, no retries
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_a_dataset_without_its_response_column_or_empty_fails_once_with_what_to_fix(
+    tmp_path: Path, data_url: str
+) -> None:
+    async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
+        client = cluster.client
+        assert client is not None
+        await install_crds(client)
+        await training_config(client)
+        async with running_operator(cluster, client):  # type: ignore[arg-type]
+            for name, path in (("nocolumn", "no-response.jsonl"), ("empty", "empty.jsonl")):
+                await client.create(tuning_workspace(name, method="lora", urls=[f"{data_url}/{path}"],
+                                                     output_image=None, config="fast-lora"))
+            missing = await eventually(lambda: finished(client, "nocolumn"), timeout=RUN_TIMEOUT_S, interval=0.5)
+            empty = await eventually(lambda: finished(client, "empty"), timeout=RUN_TIMEOUT_S, interval=0.5)
+            jobs = {n: await client.get(JOB, n, "default") for n in ("nocolumn", "empty")}
+    assert missing["reason"] == "InvalidDataset", missing
+    assert "container tuner exited with code 3" in missing["message"]
+    assert "no-response.jsonl: row 1: missing column 'response'" in missing["message"]
+    assert empty["reason"] == "DataDownloadFailed", empty
+    assert "empty.jsonl: the server sent an empty file (0 bytes)" in empty["message"]
+    assert all(job["status"].get("failed") == 1 for job in jobs.values())  # one pod each, no retries
