@@ -182,3 +182,15 @@ async def test_delete_waits_for_finalizers_like_a_real_cluster(cluster: Cluster)
         return "NotFound" in await cluster.kubectl("get", "configmap", "cfg", check=False)
 
     await eventually(gone, "the configmap to be removed")
+
+
+async def test_get_events_shows_last_seen_type_reason_object_message(cluster: Cluster) -> None:
+    await cluster.create("events", {"metadata": {"name": "web.1"}, "reason": "FailedMount", "type": "Warning",
+                                    "message": "configmap \"x\" not found",
+                                    "involvedObject": {"kind": "Pod", "name": "web", "namespace": cluster.namespace},
+                                    "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+                                    "count": 1, "source": {"component": "kubelet"}})
+    out = await cluster.kubectl("get", "events")
+    header, row = out.split("\n")[:2]
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert row.split()[1:5] == ["Warning", "FailedMount", "pod/web", "configmap"]

@@ -1,7 +1,9 @@
 """The Table format (``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``, reference item 9) that
 ``kubectl get`` asks for: column definitions and one row per object. Custom resources use their CRD's
 ``additionalPrinterColumns`` (JSONPath, including filters like ``.status.conditions[?(@.type=="Ready")].status``);
-built-in kinds get the columns kubectl users know (pods: NAME READY STATUS RESTARTS AGE...). Columns with
+built-in kinds get the columns of kube-apiserver's table printers (``pkg/printers/internalversion/printers.go``:
+pods NAME READY STATUS RESTARTS AGE, nodes NAME STATUS ROLES AGE VERSION, events LAST SEEN TYPE REASON OBJECT
+MESSAGE, ...). The server fills every column, as kube-apiserver does (it prints with ``Wide: true``); columns with
 ``priority > 0`` show only with ``-o wide``. Date columns are rendered as ages (``5m``), like kubectl shows them.
 """
 
@@ -202,8 +204,129 @@ def _st(path: str) -> Callable[[dict[str, Any]], Any]:
     return lambda o: (find(o, path) or [None])[0]
 
 
+def _name(o: dict[str, Any]) -> Any:
+    return o["metadata"].get("name")
+
+
+NAME: Column = ("Name", "string", 0, _name)
+"""The NAME column every built-in table starts with (events have it last, with priority 1)."""
+
+
+def _node_roles(o: dict[str, Any]) -> str:
+    """``findNodeRoles``: the ``node-role.kubernetes.io/<role>`` label keys and the ``kubernetes.io/role`` value."""
+    roles: set[str] = set()
+    for k, v in (o["metadata"].get("labels") or {}).items():
+        if k.startswith("node-role.kubernetes.io/") and k.removeprefix("node-role.kubernetes.io/"):
+            roles.add(k.removeprefix("node-role.kubernetes.io/"))
+        elif k == "kubernetes.io/role" and v:
+            roles.add(str(v))
+    return ",".join(sorted(roles)) or "<none>"
+
+
+def _node_address(kind: str) -> Callable[[dict[str, Any]], str]:
+    def cell(o: dict[str, Any]) -> str:
+        for a in (o.get("status") or {}).get("addresses") or []:
+            if a.get("type") == kind:
+                return str(a.get("address"))
+        return "<none>"
+
+    return cell
+
+
+def _node_info(field: str) -> Callable[[dict[str, Any]], str]:
+    return lambda o: str(((o.get("status") or {}).get("nodeInfo") or {}).get(field) or "<unknown>")
+
+
+def _event_cells(o: dict[str, Any], now: float) -> dict[str, Any]:
+    """``printEvent`` for core/v1 and events.k8s.io/v1 Events: last seen (the series' last observation, else
+    lastTimestamp, else the first seen), first seen (firstTimestamp, else eventTime), count (the series' count,
+    else count, else 1) and the object as ``kind/name`` in lower-case kind."""
+    series = o.get("series") or {}
+    first = o.get("firstTimestamp") or o.get("deprecatedFirstTimestamp") or o.get("eventTime")
+    last = series.get("lastObservedTime") or o.get("lastTimestamp") or o.get("deprecatedLastTimestamp") or first
+    count = series.get("count") or o.get("count") or o.get("deprecatedCount") or 1
+    regarding = o.get("involvedObject") or o.get("regarding") or {}
+    kind = str(regarding.get("kind") or "").lower()
+    source = o.get("source") or o.get("deprecatedSource") or {}
+    component = source.get("component") or o.get("reportingController") or ""
+    host = source.get("host") or o.get("reportingInstance") or ""
+    return {
+        "last": age(last, now) if last else "<unknown>",
+        "first": age(first, now) if first else "<unknown>",
+        "count": int(count),
+        "object": f"{kind}/{regarding['name']}" if regarding.get("name") else kind,
+        "source": f"{component}, {host}" if host else component,
+        "message": str(o.get("message") or o.get("note") or "").strip(),
+    }
+
+
+def _event_columns(now: float) -> list[Column]:
+    def ev(key: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda o: _event_cells(o, now)[key]
+
+    return [("Last Seen", "string", 0, ev("last")), ("Type", "string", 0, _st(".type")),
+            ("Reason", "string", 0, _st(".reason")), ("Object", "string", 0, ev("object")),
+            ("Subobject", "string", 1, lambda o: (o.get("involvedObject") or o.get("regarding") or {}).get(
+                "fieldPath", "")),
+            ("Source", "string", 1, ev("source")), ("Message", "string", 0, ev("message")),
+            ("First Seen", "string", 1, ev("first")), ("Count", "string", 1, ev("count")),
+            ("Name", "string", 1, _name)]
+
+
+def _job_status(o: dict[str, Any]) -> str:
+    """``printJob``'s STATUS: Complete, Failed, Terminating, Suspended, FailureTarget or Running."""
+    true = {c.get("type") for c in (o.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    for cond in ("Complete", "Failed"):
+        if cond in true:
+            return cond
+    if o["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    for cond in ("Suspended", "FailureTarget"):
+        if cond in true:
+            return cond
+    return "Running"
+
+
+def _job_completions(o: dict[str, Any]) -> str:
+    spec, succeeded = o.get("spec") or {}, (o.get("status") or {}).get("succeeded", 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(o: dict[str, Any], now: float) -> str:
+    status = o.get("status") or {}
+    start = status.get("startTime")
+    if not isinstance(start, str):
+        return ""
+    end = status.get("completionTime")
+    try:
+        started = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+        ended = datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp() if isinstance(end, str) else now
+    except ValueError:
+        return ""
+    return human_duration(ended - started)
+
+
+_ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+                 "ReadWriteOncePod": "RWOP"}
+
+
+def _access_modes(o: dict[str, Any]) -> str:
+    modes = (o.get("status") or {}).get("accessModes") or []
+    return ",".join(_ACCESS_MODES.get(m, m) for m in modes)
+
+
 def builtin_columns(rt: ResourceType, now: float) -> list[Column]:
-    """The columns of a built-in kind (after NAME; AGE is placed as kubectl shows it)."""
+    """The columns of a built-in kind, NAME included (first, except for events), as kube-apiserver's printers
+    define them (``pkg/printers/internalversion/printers.go``)."""
+    if rt.key in (("", "events"), ("events.k8s.io", "events")):
+        return _event_columns(now)
+    return [NAME, *_builtin_columns_after_name(rt, now)]
+
+
+def _builtin_columns_after_name(rt: ResourceType, now: float) -> list[Column]:
     created = _jsonpath_cell(".metadata.creationTimestamp", "date", now)
     key = rt.key
     if key == ("", "pods"):
@@ -221,25 +344,46 @@ def builtin_columns(rt: ResourceType, now: float) -> list[Column]:
                 ("Available", "integer", 0, lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
                 ("Age", "string", 0, created), ("Containers", "string", 1, lambda o: _containers(o, "name")),
                 ("Images", "string", 1, lambda o: _containers(o, "image")), ("Selector", "string", 1, _selector)]
-    if key in (("apps", "statefulsets"), ("apps", "replicasets")):
+    if key == ("apps", "statefulsets"):
         return [("Ready", "string", 0, lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
                  f"{(o.get('spec') or {}).get('replicas', 0)}"), ("Age", "string", 0, created),
                 ("Containers", "string", 1, lambda o: _containers(o, "name")),
                 ("Images", "string", 1, lambda o: _containers(o, "image"))]
+    if key == ("apps", "replicasets"):
+        return [("Desired", "integer", 0, lambda o: (o.get("spec") or {}).get("replicas", 0)),
+                ("Current", "integer", 0, lambda o: (o.get("status") or {}).get("replicas", 0)),
+                ("Ready", "integer", 0, lambda o: (o.get("status") or {}).get("readyReplicas", 0)),
+                ("Age", "string", 0, created), ("Containers", "string", 1, lambda o: _containers(o, "name")),
+                ("Images", "string", 1, lambda o: _containers(o, "image")), ("Selector", "string", 1, _selector)]
     if key == ("batch", "jobs"):
-        return [("Completions", "string", 0, lambda o: f"{(o.get('status') or {}).get('succeeded', 0)}/"
-                 f"{(o.get('spec') or {}).get('completions', 1)}"), ("Age", "string", 0, created),
+        return [("Status", "string", 0, _job_status), ("Completions", "string", 0, _job_completions),
+                ("Duration", "string", 0, lambda o: _job_duration(o, now)), ("Age", "string", 0, created),
                 ("Containers", "string", 1, lambda o: _containers(o, "name")),
                 ("Images", "string", 1, lambda o: _containers(o, "image")), ("Selector", "string", 1, _selector)]
+    if key == ("", "persistentvolumeclaims"):
+        return [("Status", "string", 0, _st(".status.phase")),
+                ("Volume", "string", 0, lambda o: (o.get("spec") or {}).get("volumeName", "")),
+                ("Capacity", "string", 0, lambda o: ((o.get("status") or {}).get("capacity") or {}).get(
+                    "storage", "")),
+                ("Access Modes", "string", 0, _access_modes),
+                ("StorageClass", "string", 0, lambda o: (o.get("spec") or {}).get("storageClassName") or ""),
+                ("VolumeAttributesClass", "string", 0, lambda o: (o.get("spec") or {}).get(
+                    "volumeAttributesClassName") or "<unset>"),
+                ("Age", "string", 0, created), ("VolumeMode", "string", 1, _st(".spec.volumeMode"))]
     if key == ("", "services"):
         return [("Type", "string", 0, _st(".spec.type")), ("Cluster-IP", "string", 0, _st(".spec.clusterIP")),
                 ("External-IP", "string", 0, lambda o: "<none>"), ("Port(s)", "string", 0, _ports),
                 ("Age", "string", 0, created), ("Selector", "string", 1, _selector)]
     if key == ("", "nodes"):
-        return [("Status", "string", 0, _node_status), ("Roles", "string", 0, lambda o: "<none>"),
+        return [("Status", "string", 0, _node_status), ("Roles", "string", 0, _node_roles),
                 ("Age", "string", 0, created),
                 ("Version", "string", 0, lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get(
-                    "kubeletVersion", ""))]
+                    "kubeletVersion", "")),
+                ("Internal-IP", "string", 1, _node_address("InternalIP")),
+                ("External-IP", "string", 1, _node_address("ExternalIP")),
+                ("OS-Image", "string", 1, _node_info("osImage")),
+                ("Kernel-Version", "string", 1, _node_info("kernelVersion")),
+                ("Container-Runtime", "string", 1, _node_info("containerRuntimeVersion"))]
     if key == ("", "namespaces"):
         return [("Status", "string", 0, _st(".status.phase")), ("Age", "string", 0, created)]
     if key == ("", "configmaps"):
@@ -256,7 +400,7 @@ def builtin_columns(rt: ResourceType, now: float) -> list[Column]:
 def _columns(rt: ResourceType, now: float) -> list[Column]:
     if rt.crd is None:
         return builtin_columns(rt, now)
-    cols: list[Column] = []
+    cols: list[Column] = [NAME]
     for c in rt.printer_columns:
         type_ = str(c.get("type", "string"))
         cols.append((str(c["name"]), "string" if type_ == "date" else type_, int(c.get("priority", 0)),
@@ -277,12 +421,12 @@ def to_table(rt: ResourceType, items: list[dict[str, Any]], list_meta: dict[str,
              ) -> dict[str, Any]:
     """A ``meta.k8s.io/v1`` Table of ``items`` (``includeObject``: None, Metadata (default) or Object)."""
     cols = _columns(rt, now)
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name must be unique "
-                    "within a namespace.", "priority": 0}]
-    definitions += [{"name": n, "type": t, "format": "", "description": n, "priority": p} for n, t, p, _ in cols]
+    definitions = [{"name": n, "type": t, "format": "name" if n == "Name" else "",
+                    "description": "Name must be unique within a namespace." if n == "Name" else n, "priority": p}
+                   for n, t, p, _ in cols]
     rows = []
     for obj in items:
-        row: dict[str, Any] = {"cells": [obj["metadata"].get("name")] + [f(obj) for _, _, _, f in cols]}
+        row: dict[str, Any] = {"cells": [f(obj) for _, _, _, f in cols]}
         ro = _row_object(obj, include_object)
         if ro is not None:
             row["object"] = ro
