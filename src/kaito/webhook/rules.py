@@ -312,6 +312,12 @@ def _rule_inference(v: Verdict, ws: AnyWorkspace, catalog: Catalog) -> ModelPres
         _check_object_name(v, "inference.config", inf.config)
     if inf.adapters:
         _rule_adapters(v, inf.adapters, has_preset=inf.preset is not None)
+    if inf.preset is not None and ws.resource.count > 1:
+        v.warn(
+            f"resource.count: {ws.resource.count} nodes, but kaito-py's inference runtime serves a preset from one "
+            "node; the pods on the other nodes stop with a 'rank' error (multi-node serving is not implemented, "
+            "see docs/runtime.md); use count 1 with an instance type that fits the model"
+        )
     return preset
 
 

@@ -34,6 +34,10 @@ STARTUP_PROBE_FAILURES = 360
 """startupProbe failureThreshold × 5 s period = 30 min for a large model to load before the pod restarts."""
 
 
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+"""The label the StatefulSet controller puts on each pod with its ordinal (Kubernetes 1.28+, PodIndexLabel)."""
+
+
 def headless_service_name(ws: AnyWorkspace) -> str:
     """``<ws>-headless``."""
     return f"{ws.name}-headless"
@@ -238,6 +242,10 @@ def inference_statefulset(
         if node_count > 1:
             leader = f"{ws.name}-0.{headless_service_name(ws)}.{ws.namespace}.svc.cluster.local"
             env.append({"name": "KAITO_LEADER_ADDRESS", "value": leader})
+            # each pod's rank: the StatefulSet's pod-index label (Kubernetes >= 1.28); the runtime refuses a
+            # non-zero rank with a clear message until multi-node serving exists (kaito.runtime.inference.config)
+            env.append({"name": "POD_INDEX", "valueFrom": {"fieldRef": {
+                "fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}}})
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": inference_config_name(ws)}})
         mounts.append({"name": CONFIG_VOLUME, "mountPath": c.CONFIG_DIR, "readOnly": True})
         if preset.requires_gpu:

@@ -188,9 +188,11 @@ def test_private_access_uses_the_private_image_and_pull_secrets() -> None:
 def test_multi_node_pods_learn_the_leader_address() -> None:
     sts = _sts(inference_ws(preset="llama-3.3-70b-instruct", count=3), node_count=3)
 
-    env = {e["name"]: e["value"] for e in _container(sts)["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in _container(sts)["env"]}
     assert sts["spec"]["replicas"] == 3
     assert env["KAITO_LEADER_ADDRESS"] == "ws-0.ws-headless.default.svc.cluster.local"
+    # each pod learns its rank from the StatefulSet's pod-index label, so ranks 1.. fail clearly in the runtime
+    assert env["POD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
     assert env["KAITO_PIPELINE_PARALLEL_SIZE"] == "3" and env["KAITO_NODE_COUNT"] == "3"
 
 
