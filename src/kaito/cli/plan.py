@@ -2,8 +2,10 @@
 
 Validates it with the admission rules, then prints the chosen preset, instance type, node count, GPUs and
 parallelism, and (``-o yaml``/``-o json``) every object the operator would create: NodeClaims, Services,
-ConfigMaps, the StatefulSet or the tuning Job. Local data only: no cluster, no model hub. Exit codes: 0 every
-workspace admitted, 1 any rejected, 2 the file cannot be read or parsed.
+ConfigMaps, the StatefulSet or the tuning Job — built by the same :mod:`kaito.workloads` functions the controllers
+use. A tuning Workspace's ``tuning.config`` ConfigMap is read from the same file (or ``--tuning-config``), so the
+printed ``<ws>-tuning-config`` and the Job's config hash are the ones the operator creates. Local data only: no
+cluster, no model hub. Exit codes: 0 every workspace admitted, 1 any rejected, 2 the file cannot be read or parsed.
 """
 
 from __future__ import annotations
