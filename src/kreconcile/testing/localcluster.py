@@ -59,6 +59,7 @@ from kreconcile.testing.controllers.scheduling import setup_scheduler
 from kreconcile.testing.controllers.serviceproxy import ServiceProxy, setup_service_proxy
 from kreconcile.testing.controllers.statefulset import setup_statefulset_controller
 from kreconcile.testing.kubelet import ImageMap, ProcessKubelet
+from kreconcile.testing.kubelet.nodeinfo import KUBELET_VERSION, node_info
 
 log = structlog.get_logger("kreconcile.testing.localcluster")
 
@@ -300,6 +301,8 @@ class LocalCluster:
         conditions = (node.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Ready" for c in conditions):
             await self._report_ready(node)
+        elif ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion") != KUBELET_VERSION:
+            await self._report_node_info(node)
         elif _not_ready_taints(node):
             await self._untaint(node)
         if new:
@@ -324,6 +327,14 @@ class LocalCluster:
             if (pod.get("spec") or {}).get("nodeName") == node_name:
                 with contextlib.suppress(NotFound):
                     await client.delete(with_kind(pod, POD), grace_period_seconds=0)
+
+    async def _report_node_info(self, node: dict[str, Any]) -> None:
+        """Report the serving kubelet's ``status.nodeInfo`` on a Node registered with a status but without it (kaito's
+        local provider): a kubelet sets it on every status sync (``setters.VersionInfo``), so ``kubectl get nodes``
+        shows VERSION."""
+        patch = {"status": {"nodeInfo": node_info(node["metadata"]["name"])}}
+        with contextlib.suppress(NotFound):
+            await self._require_client().status().patch(with_kind(node, NODE), patch)
 
     async def _report_ready(self, node: dict[str, Any]) -> None:
         """Fill a provisioner-created Node's status as its kubelet would on registration: keep its capacity (or

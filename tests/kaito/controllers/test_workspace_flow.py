@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kaito.api import constants as c
+from kaito.api.crd import NODECLAIM_PRINTER_COLUMNS
 from kaito.provisioner import LocalProvider
 from kreconcile.client import Client
 from kreconcile.config import load_config
@@ -16,6 +17,7 @@ from kreconcile.errors import NotFound
 from kreconcile.gvk import GVK
 from kreconcile.metrics import REGISTRY
 from kreconcile.testing.apiserver import APIServer
+from kreconcile.testing.apiserver.table import find
 from tests.kaito.controllers.harness import (
     NODE,
     NODECLAIM,
@@ -74,6 +76,8 @@ async def test_workspace_provisions_a_node_and_becomes_ready_when_the_endpoint_a
         assert len(claims) == 1
         nc = claims[0]
         assert nc["metadata"]["annotations"][c.ANNOTATION_DO_NOT_DISRUPT] == "true"
+        type_column = next(col for col in NODECLAIM_PRINTER_COLUMNS if col["name"] == "Type")
+        assert find(nc, type_column["jsonPath"]) == ["Standard_NC6s_v3"]  # kubectl get nodeclaim: TYPE
         assert {"type": "Ready", "status": "True"}.items() <= condition(nc, "Ready").items()  # type: ignore[union-attr]
         node = await client.get(NODE, nc["status"]["nodeName"])
         assert node["metadata"]["labels"][c.LABEL_INSTANCE_TYPE] == "Standard_NC6s_v3"

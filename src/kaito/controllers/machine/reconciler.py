@@ -3,7 +3,9 @@
 It plays upstream's gpu-provisioner role (Karpenter-core's NodeClaim lifecycle, one machine per NodeClaim) for
 NodeClaims labelled ``karpenter.sh/nodepool=kaito``:
 
-1. a finalizer (``karpenter.sh/termination``, Karpenter's) so the machine is deleted before the NodeClaim goes;
+1. a finalizer (``karpenter.sh/termination``, Karpenter's) so the machine is deleted before the NodeClaim goes,
+   and the labels its single-value requirements resolve to (``node.kubernetes.io/instance-type``, ...: the
+   NodeClaim CRD's TYPE column), as Karpenter's launch does (:func:`resolved_labels`);
 2. ``provider.create`` → ``Launched`` (with ``status.providerID`` and capacity) or ``Launched=False`` with the
    provider's reason (``QuotaExceeded``, ``InstanceTypeUnavailable``, ``Throttled``) and message;
 3. the Node joins → ``Registered`` (``status.nodeName``); the Node is Ready (and has its ``nvidia.com/gpu``
@@ -163,7 +165,9 @@ class MachineReconciler:
             return Result()
         if nc["metadata"].get("deletionTimestamp"):
             return await self._finalize(nc)
-        if add_finalizer(nc, TERMINATION_FINALIZER):
+        missing = {k: v for k, v in resolved_labels(nc).items() if k not in labels}
+        if add_finalizer(nc, TERMINATION_FINALIZER) | bool(missing):
+            nc["metadata"]["labels"] = {**labels, **missing}
             nc = await self.client.update(nc)
         instance_type = _instance_type(nc)
         error: ProviderError | None = None
@@ -243,6 +247,19 @@ class MachineReconciler:
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, note: str, action: str) -> None:
         if self.recorder is not None:
             self.recorder.event(obj, type_, reason, note, action)
+
+
+def resolved_labels(nc: Mapping[str, Any]) -> dict[str, str]:
+    """The labels a NodeClaim's single-value ``In`` requirements resolve to (``node.kubernetes.io/instance-type``,
+    ``kubernetes.io/os``, ...). Karpenter's launch sets them on the NodeClaim (``PopulateNodeClaimDetails`` in
+    ``pkg/controllers/nodeclaim/lifecycle/launch.go``: requirement labels, under the user's own labels), which
+    fills the NodeClaim CRD's TYPE printer column."""
+    labels: dict[str, str] = {}
+    for req in (nc.get("spec") or {}).get("requirements") or []:
+        values = req.get("values") or []
+        if req.get("operator") == "In" and len(values) == 1 and req.get("key"):
+            labels[str(req["key"])] = str(values[0])
+    return labels
 
 
 def _instance_type(nc: Mapping[str, Any]) -> str:

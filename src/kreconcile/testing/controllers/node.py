@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import platform
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from kreconcile.predicates import Funcs
 from kreconcile.reconcile import Request, Result
 from kreconcile.testing.controllers._common import CONFIG_MAP, LEASE, NODE, POD, SECRET, with_kind
 from kreconcile.testing.kubelet.kubelet import ProcessKubelet
+from kreconcile.testing.kubelet.nodeinfo import architecture, node_info
 from kreconcile.testing.kubelet.status import rfc3339
 
 log = structlog.get_logger("kreconcile.testing.node")
@@ -52,7 +52,7 @@ def node_object(
     instance_type: str | None = None,
 ) -> dict[str, Any]:
     """A Node as a kubelet registers it (see module docstring). ``capacity`` defaults to 4 cpu, 16Gi, 110 pods."""
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    arch = architecture()
     node_labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -78,18 +78,7 @@ def node_object(
             "allocatable": dict(resources),
             "conditions": [ready],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {
-                "kubeletVersion": "v1.30.0-kreconcile",
-                "containerRuntimeVersion": "process://local",
-                "operatingSystem": "linux",
-                "architecture": arch,
-                "osImage": platform.platform(),
-                "kernelVersion": platform.release(),
-                "machineID": name,
-                "systemUUID": name,
-                "bootID": name,
-                "kubeProxyVersion": "",
-            },
+            "nodeInfo": node_info(name),
         },
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from kreconcile.clock import FakeClock
 from kreconcile.testing.controllers._common import DEPLOYMENT, JOB, POD, STATEFULSET
 from kreconcile.testing.kubelet import live_process_groups
+from kreconcile.testing.kubelet.nodeinfo import KUBELET_VERSION
 from kreconcile.testing.localcluster import LocalCluster
 
 from .conftest import apply, deployment, kubectl, logs, service, wait_for
@@ -325,6 +327,25 @@ async def test_a_node_created_by_a_provisioner_is_served_and_reported_ready(clus
     assert lease["spec"]["holderIdentity"] == "provisioned"
     assert lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"][0]["name"] == "provisioned"
+
+
+async def test_a_node_registered_ready_without_node_info_gets_the_kubelets_version(cluster: LocalCluster) -> None:
+    assert cluster.client is not None
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "local machine is ready"}
+    await cluster.client.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "launched"},
+                                 "status": {"capacity": {"cpu": "4"}, "conditions": [ready]}})
+
+    async def version_column() -> str | None:
+        table = await kubectl(cluster, "get", "node", "launched", "-o", "wide")
+        header, row = table.splitlines()[:2]
+        cells = dict(zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", row), strict=False))
+        return table if cells.get("VERSION") == KUBELET_VERSION else None
+
+    table = await wait_for(version_column)
+    assert "process://kreconcile" in table  # CONTAINER-RUNTIME
+    node = json.loads(await kubectl(cluster, "get", "node", "launched", "-o", "json"))
+    info = node["status"]["nodeInfo"]
+    assert info["operatingSystem"] == "linux" and info["architecture"] in ("amd64", "arm64")
 
 
 async def test_a_persisted_cluster_resumes_its_workloads_after_a_restart(tmp_path: Path) -> None:
