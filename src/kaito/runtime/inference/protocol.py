@@ -2,8 +2,9 @@
 
 Bodies are validated with pydantic; the first validation error becomes a 400 whose ``param`` is the dotted path of
 the offending field (``messages.0.content``) and whose message says what is expected. Unknown OpenAI fields are
-ignored (clients send many optional ones); fields we cannot honour (``n`` > 1, ``logprobs``, non-text content)
-are rejected with a 400 that says so, never silently dropped. Ranges follow the OpenAI API reference
+ignored (clients send many optional ones); fields we cannot honour (``n`` > 1, ``logprobs``, ``logit_bias``,
+non-text content) are rejected with a 400 that says so, never silently dropped. Types are strict: a JSON string
+is not taken for a number. Ranges follow the OpenAI API reference
 (temperature 0..2, top_p 0..1, penalties -2..2, at most 4 stop sequences, which we extend to 16).
 """
 
@@ -21,7 +22,8 @@ MAX_PROMPT_CHARS = 4 * 1024 * 1024
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # strict: JSON types are taken as sent ("max_tokens": "5" is a 400, not 5), as OpenAI's API does
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class TextPart(_Model):
@@ -69,6 +71,7 @@ class _SamplingFields(_Model):
     min_tokens: int = Field(default=0, ge=0)
     ignore_eos: bool = False
     logprobs: bool | int | None = None
+    logit_bias: dict[str, float] | None = None
     user: str | None = None
 
     @field_validator("stop")
@@ -86,6 +89,13 @@ class _SamplingFields(_Model):
     def _no_logprobs(cls, v: bool | int | None) -> bool | int | None:
         if v:
             raise ValueError("logprobs are not supported by this server; omit the field or set it to false")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v:
+            raise ValueError("logit_bias is not supported by this server; omit the field")
         return v
 
     def stops(self) -> tuple[str, ...]:
@@ -167,7 +177,7 @@ class GenerateKwargs(_Model):
     """The seed's ``generate_kwargs`` with its defaults (upstream Kaito's ``GenerateKwargs``): sampling with
     ``top_k=10``, ``temperature=1.0`` and ``max_length=200``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     max_length: int = Field(default=200, ge=1)
     max_new_tokens: int | None = Field(default=None, ge=1)
