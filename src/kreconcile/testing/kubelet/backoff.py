@@ -1,4 +1,5 @@
-"""The kubelet's restart and image-pull back-off (client-go ``flowcontrol.Backoff`` as the kubelet uses it).
+"""The kubelet's restart and image-pull back-off (client-go ``flowcontrol.Backoff`` as the kubelet uses it), and
+the volume manager's mount retry back-off (:class:`RetryBackoff`).
 
 Per container: the first failure restarts at once and arms the back-off at 10 s; each later failure waits the
 current back-off and doubles it, capped at 300 s (``kubelet.go``: ``backOffPeriod = 10s``, ``MaxContainerBackOff =
@@ -40,6 +41,29 @@ class Backoff:
     def current(self) -> float:
         """The back-off the next failure would wait (0 before any failure)."""
         return self._current if self._last_update is not None else 0.0
+
+
+VOLUME_INITIAL_BACKOFF_S = 0.5
+"""First wait before retrying a failed volume mount, seconds (``initialDurationBeforeRetry`` in
+``pkg/util/goroutinemap/exponentialbackoff/exponential_backoff.go``)."""
+VOLUME_MAX_BACKOFF_S = 122.0
+"""Cap of the mount retry wait, seconds (``maxDurationBeforeRetry`` = 2m2s, same file)."""
+
+
+@dataclass
+class RetryBackoff:
+    """The volume manager's per-operation back-off: each failure waits ``initial`` (0.5 s), then twice the last
+    wait, capped at ``maximum`` (2m2s), so a pod whose ConfigMap is missing retries (and records a FailedMount
+    Event) at 0.5, 1, 2, 4, ... 64, 122, 122 s instead of every second."""
+
+    initial: float = VOLUME_INITIAL_BACKOFF_S
+    maximum: float = VOLUME_MAX_BACKOFF_S
+    _last: float = field(default=0.0, init=False)
+
+    def next(self) -> float:
+        """Record a failure; returns how long to wait before the next attempt."""
+        self._last = self.initial if self._last <= 0 else min(self._last * 2, self.maximum)
+        return self._last
 
 
 def go_duration(seconds: float) -> str:

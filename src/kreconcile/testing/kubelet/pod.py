@@ -4,8 +4,10 @@ Per container the lifecycle is the kubelet's:
 
 * image lookup in the :class:`~kreconcile.testing.kubelet.images.ImageMap`; unknown → ``waiting: ErrImagePull``
   for 1 s, then ``ImagePullBackOff`` (``Back-off pulling image "x"``) for 10 s doubling to 300 s, then retry;
-* config (env ``valueFrom``, volumes): a missing Secret/ConfigMap → ``waiting: CreateContainerConfigError``,
-  retried every second;
+* config (env ``valueFrom``): a missing Secret/ConfigMap → ``waiting: CreateContainerConfigError``, retried every
+  second; volumes: a missing Secret/ConfigMap → a ``FailedMount`` Event, retried with the volume manager's back-off
+  (0.5 s doubling to 2m2s, :class:`~kreconcile.testing.kubelet.backoff.RetryBackoff`; the recorder aggregates the
+  repeats into one Event's series);
 * ``running`` with probes: startup gates liveness and readiness; readiness sets ``ready``; a liveness or startup
   failure past ``failureThreshold`` kills the container (``preStop`` hook, SIGTERM, SIGKILL after the grace period);
   ``lifecycle.preStop`` (exec or httpGet) also runs before a stop, bounded by the grace period; ``postStart`` is
@@ -41,7 +43,7 @@ from typing import Any
 import structlog
 
 from kreconcile.clock import Clock
-from kreconcile.testing.kubelet.backoff import MAX_BACKOFF_S, Backoff, go_duration
+from kreconcile.testing.kubelet.backoff import MAX_BACKOFF_S, Backoff, RetryBackoff, go_duration
 from kreconcile.testing.kubelet.env import build_env, expand_all, pod_field
 from kreconcile.testing.kubelet.images import ImageMap, LaunchContext, LaunchSpec, resolve_argv
 from kreconcile.testing.kubelet.ports import declared_ports, free_port, port_env, rewrite_argv
@@ -362,6 +364,7 @@ class PodWorker:
 
     async def _prepare_volumes(self) -> VolumeDirs | None:
         (self.pod_dir / "rootfs").mkdir(parents=True, exist_ok=True)
+        backoff = RetryBackoff()
         while True:
             try:
                 return await prepare_volumes(
@@ -370,7 +373,7 @@ class PodWorker:
                 )
             except ContainerConfigError as exc:
                 self._event("Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
-                if not await self._sleep_or_stop(CONFIG_RETRY_S):
+                if not await self._sleep_or_stop(backoff.next()):
                     return None
 
     def _ports_for(self, container: Mapping[str, Any]) -> dict[int, int]:

@@ -344,3 +344,28 @@ async def test_host_network_pods_keep_their_declared_ports(kubelet: ProcessKubel
     await kubelet.sync_pod(pod)
     await wait_for(lambda: "running" in state_of(backend, "hostnet").get("state", {}))
     assert kubelet.local_port("default", "hostnet", 18081) == 18081
+
+
+async def test_a_missing_config_map_volume_is_retried_with_the_volume_managers_backoff(
+    fake_kubelet: Any, backend: FakeBackend
+) -> None:
+    kubelet, clock = fake_kubelet
+    pod = make_pod("mnt", [{"name": "c", "image": "busybox", "command": ["sleep", "30"],
+                            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                   volumes=[{"name": "cfg", "configMap": {"name": "missing"}}])
+    await kubelet.sync_pod(pod)
+    await wait_for(lambda: backend.events)
+    for _ in range(60):  # 30 s: mounts at 0, 0.5, 1.5, 3.5, 7.5, 15.5 s (next at 31.5), not every second
+        await clock.advance_and_settle(0.5)
+    mounts = [e for e in backend.events if e[1] == "FailedMount"]
+    assert 5 <= len(mounts) <= 7, mounts
+    assert mounts[0][0] == "Warning" and 'configmap "missing" not found' in mounts[0][2]
+    backend.config_maps[("default", "missing")] = {"data": {"a": "1"}}
+    await wait_for(lambda: "running" in state_of(backend, "mnt").get("state", {}), clock=clock, step=1.0)
+
+
+def test_the_mount_retry_backoff_doubles_from_half_a_second_to_two_minutes() -> None:
+    from kreconcile.testing.kubelet.backoff import RetryBackoff
+
+    backoff = RetryBackoff()
+    assert [backoff.next() for _ in range(10)] == [0.5, 1, 2, 4, 8, 16, 32, 64, 122, 122]

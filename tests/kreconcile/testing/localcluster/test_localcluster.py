@@ -348,6 +348,25 @@ async def test_a_node_registered_ready_without_node_info_gets_the_kubelets_versi
     assert info["operatingSystem"] == "linux" and info["architecture"] in ("amd64", "arm64")
 
 
+async def test_repeated_failed_mounts_are_one_event_with_a_growing_count(cluster: LocalCluster) -> None:
+    await cluster.add_node("node-1")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mnt", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "30"],
+                                    "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                    "volumes": [{"name": "cfg", "configMap": {"name": "missing"}}]}}
+    await apply(cluster, pod)
+
+    async def repeated() -> list[dict[str, Any]] | None:
+        events = json.loads(await kubectl(cluster, "get", "events", "--field-selector", "reason=FailedMount",
+                                          "-o", "json"))["items"]
+        return events if events and events[0]["count"] >= 3 else None
+
+    events = await wait_for(repeated)  # mount attempts at 0, 0.5 and 1.5 s
+    assert len(events) == 1 and 'configmap "missing" not found' in events[0]["message"]
+    table = await kubectl(cluster, "get", "events", "--field-selector", "reason=FailedMount")
+    assert table.split()[:6] == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"] and "pod/mnt" in table
+
+
 async def test_a_persisted_cluster_resumes_its_workloads_after_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "persisted"
     async with LocalCluster(data_dir=data, persist=True) as cluster:
