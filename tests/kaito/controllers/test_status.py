@@ -164,3 +164,35 @@ def test_machine_status_reports_quota_errors_and_missing_gpus() -> None:
     ready = cond(status, "Ready")
     assert ready["status"] == "False" and ready["reason"] == "GPUCapacityMissing"
     assert "device plugin" in ready["message"]
+
+
+def test_a_crash_loop_message_leads_with_the_termination_message_and_keeps_the_logs_hint() -> None:
+    not_runnable = ("image mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2 is not runnable locally: it "
+                    "is a GPU preset image with model weights that kaito dev does not have. Under kaito dev use the "
+                    "CPU preset smollm2-135m-instruct (examples/inference/smollm2-local.yaml).")
+    waiting = {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=workspace-phi-3-mini "
+               "pod=workspace-phi-3-mini-0_default(0f8d5a43-7a4e-4d0b-a2a3-5b0e8e1f7c11)"}
+    status = {"containerStatuses": [{"name": "workspace-phi-3-mini", "state": {"waiting": waiting},
+                                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                                  "message": not_runnable + "\n"}}}]}
+    problem = pod_problem([pod("workspace-phi-3-mini-0", status)])
+    assert problem is not None and problem[0] == c.REASON_CRASH_LOOP_BACKOFF
+    message = problem[1]
+    assert len(message) <= c.CONDITION_MESSAGE_LIMIT
+    assert message.startswith("pod workspace-phi-3-mini-0 container workspace-phi-3-mini exited (exit code 1): "
+                              "image mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2 is not runnable "
+                              "locally")
+    assert message.endswith("; see `kubectl logs workspace-phi-3-mini-0 -c workspace-phi-3-mini --previous`")
+    assert "0f8d5a43" not in message and "..." in message
+
+
+def test_a_short_crash_loop_message_names_the_back_off_without_the_pod_uid() -> None:
+    waiting = {"reason": "CrashLoopBackOff",
+               "message": "back-off 40s restarting failed container=inference pod=ws-0_default(0f8d5a43-7a4e-4d0b-a2a3-"
+                          "5b0e8e1f7c11)"}
+    status = {"containerStatuses": [{"name": "inference", "state": {"waiting": waiting},
+                                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}
+    problem = pod_problem([pod("ws-0", status)])
+    assert problem is not None
+    assert problem[1] == ("pod ws-0 container inference is in CrashLoopBackOff (exit code 1), back-off 40s; "
+                          "see `kubectl logs ws-0 -c inference --previous`")

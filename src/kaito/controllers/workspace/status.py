@@ -9,7 +9,9 @@ Conditions (upstream Kaito's types; reasons are CamelCase causes a user can act 
   "not enough nodes".
 - ``InferenceReady`` (inference workspaces): all workload pods Ready; else the pods' failure reason
   (``Unschedulable``, ``ImagePullError``, ``ContainerCrashLoopBackOff``, ``ContainerOOMKilled``, ``PodEvicted``,
-  ``ProbeFailed``) with the pod's own message, capped at 256 characters like upstream.
+  ``ProbeFailed``) with the pod's own message, capped at 256 characters like upstream; a crash loop leads with the
+  container's termination message (the cause, e.g. "image ... is not runnable locally"), and the cap cuts the
+  middle, never the closing ``see `kubectl ...``` hint.
 - ``WorkspaceSucceeded`` (inference workspaces; the seed's WORKSPACEREADY column): the Service endpoint answered.
 - ``WorkspaceDeleting`` while the workspace is being deleted.
 
@@ -20,6 +22,7 @@ them alone there.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,9 +72,41 @@ class Observed:
     deleting: bool = False
 
 
+HINT_SEPARATOR = "; see `"
+"""Where a message's closing hint starts (``...; see `kubectl logs pod -c container --previous```)."""
+
+
 def _cap(message: str) -> str:
+    """``message`` within :data:`~kaito.api.constants.CONDITION_MESSAGE_LIMIT` characters: the middle is cut
+    (``...``) so a closing ``; see `kubectl ...``` hint survives whole."""
     limit = c.CONDITION_MESSAGE_LIMIT
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+    if len(message) <= limit:
+        return message
+    head, sep, hint = message.rpartition(HINT_SEPARATOR)
+    tail = sep + hint if sep and len(sep + hint) <= limit // 2 else ""
+    if not tail:
+        head = message
+    return head[: limit - len(tail) - 3].rstrip() + "..." + tail
+
+
+_UID = re.compile(r"\([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\)")
+_BACK_OFF = re.compile(r"back-off \S+")
+
+
+def _crash_loop_message(pod: str, container: str, waiting: Mapping[str, Any], last: Mapping[str, Any]) -> str:
+    """The cause first (the last termination's message: ``terminationMessagePath`` or, with
+    ``FallbackToLogsOnError``, the log's tail, whose last line is the error), then the back-off without the
+    kubelet's ``container=... pod=...(uid)`` noise, then where to look."""
+    lines = [line.strip() for line in str(last.get("message") or "").splitlines() if line.strip()]
+    waiting_message = str(waiting.get("message") or "")
+    back_off = _BACK_OFF.search(waiting_message)
+    retry = back_off.group(0) if back_off else _UID.sub("", waiting_message).strip()
+    exit_code = f" (exit code {last.get('exitCode')})" if last else ""
+    text = f"pod {pod} container {container}"
+    text += f" exited{exit_code}: {lines[-1]}; CrashLoopBackOff" if lines else f" is in CrashLoopBackOff{exit_code}"
+    if retry:
+        text += f", {retry}"
+    return f"{text}{HINT_SEPARATOR}kubectl logs {pod} -c {container} --previous`"
 
 
 def node_is_ready(node: Mapping[str, Any], gpu_required: bool) -> bool:
@@ -141,11 +176,7 @@ def pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
                     f"{c.RUNTIME_PORT}) and was restarted {restarts} time(s); see `kubectl describe pod {name}`"
                 )
             if reason == "CrashLoopBackOff":
-                detail = f" (exit code {last.get('exitCode')})" if last else ""
-                return c.REASON_CRASH_LOOP_BACKOFF, _cap(
-                    f"pod {name} container {cs.get('name')} is in CrashLoopBackOff{detail}: "
-                    f"{waiting.get('message', '')}; see `kubectl logs {name} -c {cs.get('name')} --previous`"
-                )
+                return c.REASON_CRASH_LOOP_BACKOFF, _cap(_crash_loop_message(name, str(cs.get("name")), waiting, last))
     return None
 
 
