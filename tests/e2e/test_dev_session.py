@@ -53,6 +53,9 @@ async def test_gpu_preset_under_kaito_dev_stops_at_image_not_runnable_locally(tm
             assert time.monotonic() < deadline, f"no CrashLoopBackOff: {out.getvalue()}"
             await asyncio.sleep(0.5)
         assert condition(items[0], "ResourceReady")["status"] == "True"  # the simulated GPU node joined
+        # the condition leads with the container's termination message and keeps the kubectl logs hint
+        assert "kaito-phi-3-mini-4k-instruct" in inference["message"] and "is not runnable" in inference["message"]
+        assert inference["message"].endswith("--previous`")
         nodes = (await session.cluster.client.list(NODE))["items"]
         assert nodes[0]["status"]["capacity"]["nvidia.com/gpu"] == "1"
         pod = items[0]["metadata"]["name"] + "-0"
@@ -198,3 +201,40 @@ def test_kaito_dev_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> Non
         main(["dev", "--help"])
     help_text = capsys.readouterr().out
     assert "kaito dev up" in help_text and "``" not in help_text and ":data:" not in help_text
+
+
+def _launch(image: str, argv: tuple[str, ...], paths: dict[str, str] | None = None,
+            env: dict[str, str] | None = None) -> Any:
+    from kaito.dev.images import dev_image_map
+    from kreconcile.testing.kubelet.images import LaunchContext, LaunchSpec
+
+    spec = dev_image_map().lookup(image)
+    assert spec is not None and spec.transform is not None
+    ctx = LaunchContext(pod={}, container={"name": "c", "image": image}, ports={}, paths=paths or {},
+                        pod_dir=Path("/nonexistent"))
+    return spec.transform(LaunchSpec(argv=argv, env=env or {}, cwd="/"), ctx)
+
+
+def test_the_inference_server_under_kaito_dev_listens_on_localhost_without_progress_bars() -> None:
+    from kaito.workloads.common import RUNTIME_IMAGE
+
+    launch = _launch(RUNTIME_IMAGE, ("python", "-m", "kaito.runtime.inference", "--preset", "smollm2-135m-instruct",
+                                     "--port", "41234"))
+    assert launch.argv[-2:] == ("--host", "127.0.0.1")
+    assert launch.env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and launch.env["TQDM_DISABLE"] == "1"
+    chosen = _launch(RUNTIME_IMAGE, ("python", "-m", "kaito.runtime.inference", "--host", "::1"),
+                     env={"TQDM_DISABLE": "0"})
+    assert chosen.argv.count("--host") == 1 and chosen.env["TQDM_DISABLE"] == "0"  # the container's own win
+
+
+def test_an_upstream_image_says_which_image_is_not_runnable_in_its_log_and_termination_message(
+        tmp_path: Path) -> None:
+    import subprocess
+
+    image = "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"
+    message_file = tmp_path / "termination"
+    launch = _launch(image, ("/usr/bin/python3",), paths={"/dev/termination-log": str(message_file)})
+    done = subprocess.run(launch.argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"image {image} is not runnable locally" in done.stderr
+    assert message_file.read_text().startswith(f"image {image} is not runnable locally")

@@ -6,7 +6,8 @@
   ``OMP_NUM_THREADS`` = :data:`TRAINER_THREADS` unless the container sets it. The inference server gets
   ``KAITO_ADAPTER_DIR`` = the local directory of its ``/mnt/adapter`` volume: the local kubelet rewrites mount
   paths only where they appear in command, args and env, and the server's ``--adapter-dir`` default
-  ``/mnt/adapter`` appears in none of them (on a real node the mount is at that path).
+  ``/mnt/adapter`` appears in none of them (on a real node the mount is at that path). It also listens on
+  :data:`LOCAL_HOST` only and logs without tqdm bars (:data:`QUIET_PROGRESS_ENV`).
 - ``mcr.microsoft.com/aks/kaito/`` (upstream's GPU preset images with baked-in weights: phi-3, llama, ...) →
   not runnable locally: the container prints :data:`NOT_RUNNABLE_MESSAGE` and exits 1, so the pod stays in
   ``CrashLoopBackOff`` with that message in ``kubectl logs`` and the Workspace's InferenceReady stays False.
@@ -38,6 +39,12 @@ TRAINER_THREADS = max(1, (os.cpu_count() or 2) // 2)
 machine there (API server, operator, inference servers, the trainer), and a trainer with more threads than free
 cores makes torch's OpenMP threads wait on each other. Measured on a loaded 2-core machine (load ~7): LoRA on
 SmolLM2-135M at 2 threads ~10 s per training example, at 1 thread ~2.5 s (``docs/tuning.md``)."""
+LOCAL_HOST = "127.0.0.1"
+"""The inference server's listen address under ``kaito dev`` (``--host``; the runtime's default is 0.0.0.0): the
+Service proxy and probes reach it on 127.0.0.1, and an unauthenticated model must not be exposed on a shared
+machine's network."""
+QUIET_PROGRESS_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+"""No tqdm bars from model loading in the inference server's log of JSON lines (container env wins)."""
 
 
 def _python(launch: LaunchSpec, ctx: LaunchContext) -> LaunchSpec:
@@ -52,14 +59,20 @@ def _python(launch: LaunchSpec, ctx: LaunchContext) -> LaunchSpec:
     if module == ("-m", "kaito.runtime.inference") and adapters and "--adapter-dir" not in argv and (
             "KAITO_ADAPTER_DIR" not in env):
         env = {**env, "KAITO_ADAPTER_DIR": adapters}
+    if module == ("-m", "kaito.runtime.inference"):
+        env = {**QUIET_PROGRESS_ENV, **env}
+        if "--host" not in argv and not any(a.startswith("--host=") for a in argv) and "KAITO_HOST" not in env:
+            argv = (*argv, "--host", LOCAL_HOST)
     return replace(launch, argv=tuple(argv), env=env)
 
 
-def _not_runnable(image: str) -> ImageSpec:
-    message = NOT_RUNNABLE_MESSAGE.format(image=image)
-
-    def transform(launch: LaunchSpec, _ctx: LaunchContext) -> LaunchSpec:
-        code = f"import sys; print({message!r}, file=sys.stderr, flush=True); sys.exit(1)"
+def _not_runnable() -> ImageSpec:
+    def transform(launch: LaunchSpec, ctx: LaunchContext) -> LaunchSpec:
+        message = NOT_RUNNABLE_MESSAGE.format(image=ctx.container.get("image", UPSTREAM_PREFIX))
+        # also the termination message, so the Workspace condition leads with it (the kubelet maps the path)
+        path = ctx.paths.get(ctx.container.get("terminationMessagePath") or "/dev/termination-log")
+        code = (f"import sys; print({message!r}, file=sys.stderr, flush=True); "
+                f"path = {path!r}; path and open(path, 'w').write({message!r}); sys.exit(1)")
         return replace(launch, argv=(sys.executable, "-c", code))
 
     return ImageSpec(transform=transform)
@@ -70,5 +83,5 @@ def dev_image_map() -> ImageMap:
     images = ImageMap.with_defaults()
     images.register(RUNTIME_IMAGE_PREFIX, ImageSpec(cmd=(sys.executable,), env={"PYTHONUNBUFFERED": "1"},
                                                     transform=_python))
-    images.register(UPSTREAM_PREFIX, _not_runnable("from " + UPSTREAM_PREFIX))
+    images.register(UPSTREAM_PREFIX, _not_runnable())
     return images
