@@ -176,3 +176,26 @@ async def test_admission_refuses_a_dataset_url_on_a_private_address(session: Dev
         await session.cluster.client.create(bad)
     assert "tuning.input.urls" in str(refused.value) and "10.0.0.7" in str(refused.value)
     assert "a private address" in str(refused.value)
+
+
+async def test_the_kaito_dev_tuning_example_finishes_and_leaves_the_adapter_in_its_volume(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "tuning" / "smollm2-lora-local.yaml"
+    dev = DevSession(files=[example], state_dir=tmp_path / "state", out=io.StringIO(), launch_delay=0.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dev.run(stop))
+    try:
+        await asyncio.wait_for(dev.ready.wait(), 120)
+        started = time.monotonic()
+        done = await until_finished(dev, "workspace-smollm2-lora", TUNING_TIMEOUT_S)
+        print(f"the tuning example finished in {time.monotonic() - started:.0f} s")
+        assert condition(done, c.COND_WORKSPACE_SUCCEEDED)["status"] == "True", done.get("status")
+        adapter = Path(dev.tuning_output(done))
+        assert adapter == (tmp_path / "state").resolve() / "cluster" / "pvc" / "default" / "smollm2-lora-adapter"
+        files = await asyncio.to_thread(lambda: {f.name for f in adapter.iterdir()})
+        marker = await asyncio.to_thread((adapter / "fine_tuning_completed.txt").read_text)
+        assert files >= set(ADAPTER_FILES)
+        assert json.loads(marker)["steps"] == 10
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 120)
