@@ -205,8 +205,31 @@ def compute_tuning_status(old: Mapping[str, Any], obs: TuningObserved, now: floa
         if problem is not None:
             cond(c.COND_WORKSPACE_SUCCEEDED, False, *problem)
         else:
-            active = int((obs.job.get("status") or {}).get("active") or 0)
-            detail = "its pod is running" if active else "waiting for its pod to start"
-            cond(c.COND_WORKSPACE_SUCCEEDED, False, REASON_JOB_RUNNING, f"tuning Job {job_name} is running: {detail}")
+            cond(c.COND_WORKSPACE_SUCCEEDED, False, REASON_JOB_RUNNING,
+                 f"tuning Job {job_name} is running: {_progress(obs)}")
         status["state"] = c.STATE_RUNNING
     return status
+
+
+def _progress(obs: TuningObserved) -> str:
+    """Where a running Job is: which container of its pod runs (init containers included: the pod stays Pending
+    while they run), or that its pod has not started a container yet, with the waiting reasons (a pod whose volumes
+    cannot be set up, e.g. a missing imagePushSecret, shows only here: the kubelet reports FailedMount as an
+    Event)."""
+    job = obs.job or {}
+    for pod in obs.pods:
+        status = pod.get("status") or {}
+        name = (pod.get("metadata") or {}).get("name", "")
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        running = [str(cs.get("name")) for cs in statuses if "running" in (cs.get("state") or {})]
+        if running:
+            return f"its pod {name} is running container {', '.join(running)}"
+        started = any("terminated" in (cs.get("state") or {}) for cs in statuses)
+        if status.get("phase") in (None, "Pending") and not started:
+            waiting = [f"{cs.get('name')} {((cs.get('state') or {}).get('waiting') or {}).get('reason', 'waiting')}"
+                       for cs in statuses if "waiting" in (cs.get("state") or {})]
+            detail = f" ({', '.join(waiting)})" if waiting else ""
+            return (f"its pod {name} has not started a container yet{detail}; if it stays so, `kubectl describe "
+                    f"pod {name}` shows why (e.g. a Secret or ConfigMap it mounts does not exist)")
+    active = int((job.get("status") or {}).get("active") or 0)
+    return "its pod is running" if active else "waiting for its pod to start"

@@ -110,3 +110,21 @@ def test_a_blocked_workspace_fails_with_the_reason_and_a_pod_problem_shows_while
     waiting = compute_tuning_status({}, TuningObserved(generation=1, job=job(), pods=[pending]), 1.0, "tune")
     assert conds(waiting)[c.COND_WORKSPACE_SUCCEEDED]["reason"] == c.REASON_UNSCHEDULABLE
     assert waiting["state"] == c.STATE_RUNNING
+
+
+def test_a_running_job_says_which_container_runs_or_that_its_pod_has_not_started_one() -> None:
+    def running_message(pod_status: dict[str, Any]) -> str:
+        pod_ = {"metadata": {"name": "tune-x"}, "status": pod_status}
+        status = compute_tuning_status({}, TuningObserved(generation=1, job=job(active=1), pods=[pod_]), 1.0, "tune")
+        cond = conds(status)[c.COND_WORKSPACE_SUCCEEDED]
+        assert cond["reason"] == "JobRunning"
+        return str(cond["message"])
+
+    training = {"phase": "Pending", "initContainerStatuses": [
+        {"name": "tuner", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}
+    assert running_message(training) == "tuning Job tune is running: its pod tune-x is running container tuner"
+    stuck = {"phase": "Pending", "initContainerStatuses": [
+        {"name": "tuner", "state": {"waiting": {"reason": "PodInitializing"}}}]}
+    message = running_message(stuck)
+    assert "its pod tune-x has not started a container yet (tuner PodInitializing)" in message
+    assert "`kubectl describe pod tune-x`" in message and "a Secret or ConfigMap it mounts does not exist" in message

@@ -248,3 +248,30 @@ async def test_a_dataset_without_its_response_column_or_empty_fails_once_with_wh
     assert empty["reason"] == "DataDownloadFailed", empty
     assert "empty.jsonl: the server sent an empty file (0 bytes)" in empty["message"]
     assert all(job["status"].get("failed") == 1 for job in jobs.values())  # one pod each, no retries
+
+
+async def reports_not_started(client: Client, name: str) -> dict[str, Any] | None:
+    ws = await client.get(WORKSPACE, name, "default")
+    cond = condition(ws, c.COND_WORKSPACE_SUCCEEDED)
+    return cond if cond is not None and "has not started a container yet" in cond["message"] else None
+
+
+@pytest.mark.slow
+async def test_a_missing_push_secret_keeps_the_pod_from_starting_and_the_status_says_where_to_look(
+    tmp_path: Path, registry: Registry, data_url: str
+) -> None:
+    async with LocalCluster(image_map=image_map(), data_dir=tmp_path / "cluster") as cluster:
+        client = cluster.client
+        assert client is not None
+        await install_crds(client)
+        await training_config(client)
+        async with running_operator(cluster, client):  # type: ignore[arg-type]
+            await client.create(tuning_workspace("nosecret", method="lora", urls=[f"{data_url}/train.jsonl"],
+                                                 output_image=f"{registry.host}/adapters/nosecret:v1",
+                                                 config="fast-lora"))  # push-creds is never created
+            cond = await eventually(lambda: reports_not_started(client, "nosecret"), timeout=120, interval=0.5)
+            job = await client.get(JOB, "nosecret", "default")
+    assert cond["reason"] == "JobRunning" and cond["status"] == "False"
+    pod = cond["message"].split("its pod ", 1)[1].split(" ", 1)[0]
+    assert f"`kubectl describe pod {pod}`" in cond["message"]
+    assert not job["status"].get("failed")
