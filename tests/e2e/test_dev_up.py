@@ -148,10 +148,16 @@ def test_kaito_dev_up_serves_a_workspace_end_to_end(dev: Dev) -> None:
                  "controller_runtime_reconcile_time_seconds", "controller_runtime_max_concurrent_reconciles",
                  "workqueue_depth", "workqueue_adds"):
         assert name in families, f"{name} missing from the operator's /metrics"
-    assert dev.kubectl("get", "nodeclaims", "-o", "name").strip()
+    assert f"metrics on {state['metrics_url']}/metrics" in out
+    nodeclaims = dev.kubectl("get", "nodeclaims").splitlines()
+    assert nodeclaims[0].split()[:2] == ["NAME", "TYPE"] and nodeclaims[1].split()[1] == "local-cpu"
+    nodes = dev.kubectl("get", "nodes").splitlines()
+    assert nodes[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"] and nodes[1].split()[-1].startswith("v1.")
     runtime_pids = {p for p in descendants(dev.proc.pid)
                     if "kaito.runtime.inference" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")}
     assert runtime_pids, "the model server runs as a child process of kaito dev"
+    cmdline = Path(f"/proc/{min(runtime_pids)}/cmdline").read_bytes().split(b"\0")
+    assert b"--host" in cmdline and cmdline[cmdline.index(b"--host") + 1] == b"127.0.0.1"  # not on the network
 
     dev.kubectl("delete", "workspace", "workspace-smollm2", "--timeout=120s", timeout=150)
     until(lambda: not dev.kubectl("get", "nodeclaims,nodes", "-o", "name").strip(), 120,
