@@ -160,6 +160,16 @@ async def test_a_refused_up_does_not_say_it_stopped_anything(tmp_path: Path) -> 
     assert "stop" not in out.getvalue()
 
 
+async def test_up_while_a_session_runs_leaves_that_session_alone(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "state.json").write_text(json.dumps({"pid": os.getpid(), "kubeconfig": "k"}))
+    out = io.StringIO()
+    with pytest.raises(DevError, match="already running"):
+        await DevSession(state_dir=tmp_path, out=out).run(asyncio.Event())
+    assert out.getvalue() == "" and (tmp_path / "state.json").exists()
+
+
 def test_an_unexpected_error_is_one_line_naming_the_log_and_the_traceback_goes_to_the_log(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     class Broken(DevSession):
