@@ -321,3 +321,44 @@ async def test_a_nodeclaim_whose_machine_vanished_is_replaced(server: APIServer,
         await eventually(replaced, timeout=30)
         await eventually(lambda: cond_is(client, "heal", c.COND_RESOURCE_READY, "True"))
         assert provider.creates == 2
+
+
+async def test_a_not_ready_pod_on_an_old_revision_is_replaced_but_a_ready_one_is_kept(
+    server: APIServer, client: Client
+) -> None:
+    pod_gvk = GVK("", "v1", "Pod")
+
+    def pod(name: str, revision: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default",
+                             "labels": {c.LABEL_WORKSPACE_NAME: "roll", "controller-revision-hash": revision}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}
+
+    async with running_operator(server, client):
+        await client.create(workspace("roll", count=2))
+        sts = await eventually(lambda: client.get(STATEFULSET, "roll", "default"))
+        for name, revision, ready in (("roll-0", "roll-old", True), ("roll-1", "roll-old", False)):
+            created = await client.create(pod(name, revision))
+            created["status"] = {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False"}]}
+            await client.status().update(created)
+        # a rollout is under way: the StatefulSet controller reports a newer update revision
+        sts["status"] = {"observedGeneration": sts["metadata"]["generation"], "replicas": 2,
+                         "currentRevision": "roll-old", "updateRevision": "roll-new"}
+        await client.status().update(sts)
+
+        async def stuck_pod_gone() -> bool:
+            try:
+                await client.get(pod_gvk, "roll-1", "default")
+            except NotFound:
+                return True
+            return False
+
+        assert await eventually(stuck_pod_gone)
+        assert (await client.get(pod_gvk, "roll-0", "default"))["metadata"]["name"] == "roll-0"  # Ready: kept
+
+        async def replaced_event() -> bool:
+            events = (await client.list(EVENT, "default"))["items"]
+            return any(e["reason"] == "StalePodReplaced" and "roll-1" in e["note"] for e in events)
+
+        assert await eventually(replaced_event)

@@ -157,6 +157,7 @@ class WorkspaceReconciler:
             await self._ensure_objects(obj, plan)
             observed.workload = await self._get(STATEFULSET, ws.name, ws.namespace)
             observed.pods = await self._list(POD, ws.namespace, {c.LABEL_WORKSPACE_NAME: ws.name})
+            await self._replace_stale_pods(obj, observed.workload, observed.pods)
             status = compute_status(obj.get("status") or {}, observed, self.clock.wall())
             if is_true(status["conditions"], c.COND_INFERENCE_READY) and self.prober is not None:
                 observed.endpoint = await self.prober(ws.namespace, ws.name)
@@ -308,6 +309,29 @@ class WorkspaceReconciler:
         await self.client.update(updated)
         return "updated"
 
+    async def _replace_stale_pods(self, obj: dict[str, Any], sts: Mapping[str, Any] | None,
+                                  pods: list[dict[str, Any]]) -> None:
+        """Delete pods left on an old StatefulSet revision that are not Ready.
+
+        A StatefulSet rolls pods one at a time and waits for each to be Running and Ready, so a pod that broke under
+        a bad edit (a missing ConfigMap, an unpullable image) keeps the fixed spec from ever rolling out: Kubernetes
+        documents this as needing a manual ``kubectl delete pod`` ("forced rollback", StatefulSet docs). Such a pod
+        serves nothing, so the operator deletes it and the StatefulSet recreates it at ``status.updateRevision``.
+        Ready pods are never touched.
+        """
+        update = ((sts or {}).get("status") or {}).get("updateRevision")
+        if not update:
+            return
+        for pod in pods:
+            meta = pod["metadata"]
+            revision = (meta.get("labels") or {}).get(REVISION_LABEL)
+            if meta.get("deletionTimestamp") or revision in (None, update) or _pod_ready(pod):
+                continue
+            await self._delete_quietly(pod)
+            self._event(obj, "Warning", "StalePodReplaced",
+                        f"pod {meta['name']} is not ready on the old revision {revision}; deleted so that the "
+                        f"StatefulSet recreates it at revision {update}", "Rollout")
+
     # ------------------------------------------------------------------ deletion
 
     async def _delete(self, obj: dict[str, Any]) -> Result:
@@ -390,6 +414,15 @@ class WorkspaceReconciler:
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, note: str, action: str) -> None:
         if self.recorder is not None:
             self.recorder.event(obj, type_, reason, note, action)
+
+
+REVISION_LABEL = "controller-revision-hash"
+"""The StatefulSet controller's label with each pod's revision (apps/v1 StatefulSet)."""
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    return any(cond.get("type") == "Ready" and cond.get("status") == "True"
+               for cond in (pod.get("status") or {}).get("conditions") or [])
 
 
 def _owner_ref(obj: Mapping[str, Any]) -> dict[str, Any]:
