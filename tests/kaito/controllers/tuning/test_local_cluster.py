@@ -148,8 +148,7 @@ async def test_a_lora_workspace_trains_and_pushes_an_adapter_that_teaches_the_fa
         assert cond["status"] == "True", cond["message"]
         assert cond["reason"] == c.REASON_JOB_SUCCEEDED
     pulled = oci.pull(image, tmp_path / "adapter", docker_config=tmp_path / "config.json", plain_http=True)
-    names = sorted(p.name for p in pulled.files)
-    assert "adapter_config.json" in names and "adapter_model.safetensors" in names
+    assert sorted(p.name for p in pulled.files) == ["adapter_config.json", "adapter_model.safetensors"]  # only these
     assert pulled.annotations[oci.MODEL_NAME_ANNOTATION] == "smollm2-135m-instruct"
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == 8
     # the artifact from the registry changes the model's answer: it knows the fact, the base model does not
