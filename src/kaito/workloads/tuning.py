@@ -44,6 +44,7 @@ import yaml
 from kaito.api import constants as c
 from kaito.api.workspace import AnyWorkspace
 from kaito.presets.catalog import ModelPreset
+from kaito.runtime.tuning.defaults import default_config_text as packaged_default_config_text
 from kaito.workloads.common import (
     GPU_TOLERATIONS,
     RUNTIME_IMAGE,
@@ -88,11 +89,9 @@ def default_config_text(method: str) -> str:
     Raises:
         ValueError: another method.
     """
-    from kaito.runtime.tuning.defaults import default_config_text as packaged
-
     if method not in ("lora", "qlora"):
         raise ValueError(f"tuning.method: {method!r} is not supported; use lora or qlora")
-    return packaged(method)
+    return packaged_default_config_text(method)
 
 
 def default_training_config(method: str) -> dict[str, Any]:
