@@ -161,6 +161,15 @@ class Observer:
             single[1].set_result(now)
 
     async def _run(self) -> None:
+        while True:
+            try:
+                await self._list_and_watch()
+            except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+                # a real server closes slow watches (and may answer 410 Gone): relist, as an informer would
+                print(f"observer: watch ended ({exc!r}); relisting", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.2)
+
+    async def _list_and_watch(self) -> None:
         base = collection_path(self.namespace)
         while True:
             async with self.http.get(base) as r:
