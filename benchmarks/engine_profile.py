@@ -90,7 +90,10 @@ def time_runner(runner: ModelRunner, ids: list[int], batch: int, steps: int) -> 
 
 async def time_engine(runner: ModelRunner, ids: list[int], conc: int, tokens: int) -> dict[str, float]:
     """Run ``conc`` concurrent greedy requests through an Engine; tokens/s and ms per step."""
-    engine = Engine(runner, EngineConfig(max_batch_size=max(conc, 1), max_model_len=runner.cache.max_positions))
+    config = EngineConfig(
+        max_batch_size=max(conc, 1), max_model_len=runner.cache.max_positions, threads=torch.get_num_threads()
+    )
+    engine = Engine(runner, config)
     engine.start()
     params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
     ttfts: list[float] = []
@@ -125,13 +128,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4,16")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="decode steps timed per batch size")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", default="1", help="comma list of torch thread counts, each measured in turn")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--skip", default="", help="comma list of generate,runner,engine to skip")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from kaito.runtime.smollm2 import ensure_model_dir
 
     loaded = load_model(ensure_model_dir(), device="cpu", dtype=args.dtype)
@@ -139,17 +140,21 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     skip = set(args.skip.split(","))
     runner = ModelRunner(loaded, max_slots=max(batches), max_positions=2048)
-    print(json.dumps({"load_before": os.getloadavg(), "threads": torch.get_num_threads(), "prompt_tokens": len(ids)}))
+    print(json.dumps({"load_before": os.getloadavg(), "prompt_tokens": len(ids)}))
     time_runner(runner, ids, 1, 4)  # warm-up
-    if "generate" not in skip:
-        wall, cpu = time_generate(loaded, ids, args.max_tokens, 2)
-        print(json.dumps({"generate_ms_per_token": round(wall, 1), "generate_cpu_ms_per_token": round(cpu, 1)}))
-    if "runner" not in skip:
-        for b in batches:
-            print(json.dumps({"batch": b, **time_runner(runner, ids, b, args.steps)}))
-    if "engine" not in skip:
-        for c in batches:
-            print(json.dumps({"engine_concurrency": c, **asyncio.run(time_engine(runner, ids, c, args.max_tokens))}))
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)  # this thread's; the engine sets its worker's from EngineConfig.threads
+        tag = {"threads": threads}
+        if "generate" not in skip:
+            wall, cpu = time_generate(loaded, ids, args.max_tokens, 2)
+            print(json.dumps({**tag, "generate_ms_per_token": round(wall, 1), "generate_cpu_ms": round(cpu, 1)}))
+        if "runner" not in skip:
+            for b in batches:
+                print(json.dumps({**tag, "batch": b, **time_runner(runner, ids, b, args.steps)}))
+        if "engine" not in skip:
+            for c in batches:
+                result = asyncio.run(time_engine(runner, ids, c, args.max_tokens))
+                print(json.dumps({**tag, "engine_concurrency": c, **result, "load_1m": os.getloadavg()[0]}))
     print(json.dumps({"load_after": os.getloadavg()}))
 
 

@@ -75,6 +75,8 @@ class Level:
     latency_p95_s: float
     ttft_p50_s: float | None
     error_samples: list[str] = field(default_factory=list)
+    loadavg_1m: float | None = None
+    """The machine's 1-minute load average when the level ended (other processes compete for the CPU)."""
 
 
 def free_port() -> int:
@@ -176,6 +178,7 @@ async def run_level(
         round(pct(latencies, 0.95), 3),
         round(statistics.median(ttfts), 3) if ttfts else None,
         errors[:3],
+        round(os.getloadavg()[0], 2),
     )
 
 
@@ -225,6 +228,7 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
                 str(port),
                 "--dtype",
                 args.dtype,
+                *(["--threads", str(args.threads)] if args.threads else []),
             ],
             {},
             "seq",
@@ -391,14 +395,15 @@ def plot(levels: list[Level], path: Path) -> bool:
 
 def table(levels: list[Level]) -> str:
     rows = [
-        "| system | concurrency | requests | errors | output tok/s | p50 latency s | p95 latency s | p50 TTFT s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | concurrency | requests | errors | output tok/s | p50 latency s | p95 latency s | p50 TTFT s "
+        "| load 1m |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         ttft = "" if lv.ttft_p50_s is None else f"{lv.ttft_p50_s:.2f}"
         rows.append(
             f"| {lv.system} | {lv.concurrency} | {lv.requests} | {lv.errors} | {lv.tok_s:.1f} | "
-            f"{lv.latency_p50_s:.2f} | {lv.latency_p95_s:.2f} | {ttft} |"
+            f"{lv.latency_p50_s:.2f} | {lv.latency_p95_s:.2f} | {ttft} | {lv.loadavg_1m} |"
         )
     return "\n".join(rows)
 
@@ -413,7 +418,12 @@ def main() -> int:
     p.add_argument("--model-dir", type=Path, default=None, help="default: the SmolLM2 preset directory")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--vllm-dtype", default="bfloat16")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for ours, sequential and raw (default: each one's own: ours cores - 1, the others all)",
+    )
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--serve-python", default="/work/venvs/bench/bin/python")
     p.add_argument("--vllm-python", default="/work/venvs/vllm/bin/python")

@@ -4,7 +4,8 @@ This is the shape of upstream Kaito's transformers runtime (a FastAPI app callin
 request): requests queue behind a lock and each runs ``generate`` alone. It speaks just enough of the OpenAI chat
 API for the benchmark (``POST /v1/chat/completions`` with ``stream``, ``GET /v1/models``).
 
-Run: ``python benchmarks/sequential_server.py --model-dir DIR --port 5001 [--dtype float32]``.
+Run: ``python benchmarks/sequential_server.py --model-dir DIR --port 5001 [--dtype float32] [--threads N]``
+(``--threads``: torch CPU threads; default torch's own choice, the number of cores, as upstream runs it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=5001)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
     dtype = getattr(torch, args.dtype)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
@@ -37,6 +39,8 @@ def main() -> None:
         return tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
 
     def generate(ids: torch.Tensor, max_tokens: int, streamer: TextIteratorStreamer | None = None) -> list[int]:
+        if args.threads:  # per thread: OpenMP's thread count is set in the thread that runs the model
+            torch.set_num_threads(args.threads)
         with torch.inference_mode():
             out = model.generate(
                 ids, max_new_tokens=max_tokens, do_sample=False, streamer=streamer, pad_token_id=tokenizer.eos_token_id

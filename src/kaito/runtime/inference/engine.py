@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import torch
 
 from kaito.runtime.inference.errors import EngineStoppedError, rate_limited
 from kaito.runtime.inference.metrics import EngineMetrics
@@ -60,6 +61,10 @@ class EngineConfig:
     """Seconds from arrival until a request is ended with a timeout (504, or an error event when streaming)."""
     prefill_token_budget: int = 4096
     """Most padded prompt tokens in one prefill pass, bounding how long running sequences wait for newcomers."""
+    threads: int | None = None
+    """torch intra-op threads of the worker thread (None: torch's default). Set in the worker itself: OpenMP's
+    thread count is per thread, and a thread started after ``torch.set_num_threads(1)`` in another thread was
+    measured running its matmuls on 2 OpenMP threads (torch 2.13, 2 cores). See ``model.resolve_threads``."""
 
 
 class Engine:
@@ -196,6 +201,8 @@ class Engine:
 
     def _run(self) -> None:
         try:
+            if self.config.threads is not None:
+                torch.set_num_threads(self.config.threads)
             while True:
                 with self._cond:
                     while not self._waiting and not self._running and not self._stopping:

@@ -66,7 +66,7 @@ def build_service(cfg: ServerConfig) -> Service:
         model_dir = cfg.model_dir
     loaded = load_model(model_dir, device=cfg.device, dtype=cfg.dtype)
     threads = resolve_threads(cfg.threads, loaded.device)
-    if threads is not None:  # before the engine's worker thread starts: new threads inherit the setting
+    if threads is not None:  # this thread's (loading, tokenizing); the engine sets its worker's own
         torch.set_num_threads(threads)
     max_len = cfg.max_model_len or loaded.context_window
     if max_len > loaded.context_window:
@@ -84,6 +84,7 @@ def build_service(cfg: ServerConfig) -> Service:
             max_waiting=cfg.max_waiting,
             max_model_len=max_len,
             request_timeout=cfg.request_timeout,
+            threads=threads,
         ),
         metrics=metrics,
         use_adapters=bool(specs),
@@ -95,7 +96,7 @@ def build_service(cfg: ServerConfig) -> Service:
         dtype=str(loaded.dtype).removeprefix("torch."),
         max_model_len=max_len,
         adapters={s.name: s.strength for s in specs},
-        threads=torch.get_num_threads(),
+        threads=threads if threads is not None else torch.get_num_threads(),
     )
     return Service(
         engine=engine,

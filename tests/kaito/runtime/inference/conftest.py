@@ -145,6 +145,7 @@ def build_service(
     request_timeout: float = 600.0,
     clock: Callable[[], float] = time.monotonic,
     runner_wrapper: Callable[[ModelRunner], Any] | None = None,
+    threads: int | None = None,
 ) -> Service:
     """A :class:`Service` on ``model_dir`` (float32 CPU), like the server's ``build_service`` but in-process."""
     loaded: LoadedModel = load_model(model_dir, device="cpu", dtype="float32")
@@ -159,6 +160,7 @@ def build_service(
             max_waiting=max_waiting,
             max_model_len=max_model_len,
             request_timeout=request_timeout,
+            threads=threads,
         ),
         metrics=metrics,
         clock=clock,

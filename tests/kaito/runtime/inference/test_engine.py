@@ -153,6 +153,25 @@ async def test_request_timeout_ends_the_sequence(tiny_model_dir: Path) -> None:
         await svc.engine.stop()
 
 
+async def test_the_worker_runs_the_model_with_the_configured_torch_threads(tiny_model_dir: Path) -> None:
+    # OpenMP's thread count is per thread: the worker must set its own, whatever the starting thread has
+    wanted = 2 if torch.get_num_threads() == 1 else 1
+    seen: list[int] = []
+
+    class Recording(GatedRunner):
+        def decode(self, *args: Any) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return super().decode(*args)
+
+    svc = build_service(tiny_model_dir, runner_wrapper=Recording, threads=wanted)
+    svc.engine.start()
+    try:
+        await run(svc.engine, svc.tokenize("hi"), SamplingParams(max_tokens=3, temperature=0, ignore_eos=True))
+    finally:
+        await svc.engine.stop()
+    assert seen and set(seen) == {wanted}
+
+
 async def test_full_waiting_queue_answers_429_and_recovers(tiny_model_dir: Path) -> None:
     runner: list[GatedRunner] = []
 
