@@ -6,21 +6,23 @@ when the spec or the config changes) runs, in order:
 
 1. input init container: URLs → ``python -m kaito.runtime.tuning.download --dest /mnt/data URL...``; image →
    ``python -m kaito.runtime.oci pull IMAGE /mnt/data``; a volume is mounted at ``/mnt/data`` instead;
-2. the trainer ``python -m kaito.runtime.tuning --config /mnt/config/training_config.yaml --data-dir /mnt/data
-   --output-dir /mnt/output --model M --method lora|qlora --metrics-port 5000`` (a ``metrics`` container port
-   5000 for Prometheus). ``M`` is the preset's name for presets whose weights kaito-py's own runtime image
-   provides (the CPU preset ``smollm2-135m-instruct``), else the weights directory of the preset image
-   (``/workspace/weights``, as the inference StatefulSet uses). It is the main container for a volume output,
-   the last init container for an image output;
-3. for an image output, the main container ``pusher``: ``python -m kaito.runtime.oci push /mnt/output IMAGE
-   --file adapter_config.json --file adapter_model.safetensors [--docker-config
-   /mnt/push-secret/.dockerconfigjson] --model-name <preset>``: only the adapter (:data:`ADAPTER_FILES`, as
-   upstream Kaito's ``pusher.sh`` copies them; not peft's README.md, not the completion marker, no tokenizer: the
-   inference server uses the base model's), with the manifest annotation ``sh.kaito.model.name`` = the preset.
+2. the trainer, the main container ``tuner``: ``python -m kaito.runtime.tuning --config
+   /mnt/config/training_config.yaml --data-dir /mnt/data --output-dir /mnt/output --model M --method lora|qlora
+   --metrics-port 5000`` (a ``metrics`` container port 5000 for Prometheus). ``M`` is the preset's name for presets
+   whose weights kaito-py's own runtime image provides (the CPU preset ``smollm2-135m-instruct``), else the weights
+   directory of the preset image (``/workspace/weights``, as the inference StatefulSet uses);
+3. for an image output the trainer also pushes: ``--push-image IMAGE [--push-docker-config
+   /mnt/push-secret/.dockerconfigjson] --model-name <preset> [--push-plain-http]``. It asks the registry whether the
+   ``imagePushSecret`` may push *before* training (a wrong secret fails in seconds, exit 5, not after hours on a
+   GPU), and after training pushes only the adapter, ``adapter_config.json`` and ``adapter_model.safetensors``
+   (:data:`ADAPTER_FILES`, the files upstream Kaito's ``pusher.sh`` copies; not peft's README.md, not the
+   completion marker, no tokenizer: the inference server uses the base model's), with the manifest annotation
+   ``sh.kaito.model.name`` = the preset. Upstream runs the push in a separate ``pusher`` container after training
+   instead, which learns of a wrong secret only then.
 
 OCI pulls and pushes of a registry on a loopback address (``localhost``, ``127.0.0.0/8``, ``::1``) get
-``--plain-http``: Docker treats those registries as insecure (plain HTTP) by default, and a local
-``docker-registry`` (``kaito dev``, tests) speaks only HTTP.
+``--plain-http`` / ``--push-plain-http``: Docker treats those registries as insecure (plain HTTP) by default,
+and a local ``docker-registry`` (``kaito dev``, tests) speaks only HTTP.
 
 The Job always mounts kaito's ConfigMap ``<ws>-tuning-config`` (:func:`tuning_configmap`): a snapshot of the
 user's ``tuning.config`` or of the method's default (``kaito/runtime/tuning/defaults/<method>.yaml``), so the job
@@ -28,8 +30,9 @@ reads a config the controller validated and a changed config is detected. The an
 :data:`ANNOTATION_JOB_HASH` on the Job and its pod template is the digest of the workspace's spec and the config
 text (:func:`job_hash`): when it changes, the controller replaces the Job.
 
-Sources: upstream Kaito ``pkg/workspace/tuning/preset_tuning.go`` (ports, tolerations, pusher with the
-``sh.kaito.model.name`` annotation) and ``pkg/workspace/image/pusher.sh`` (the two adapter files).
+Sources: upstream Kaito ``pkg/workspace/tuning/preset_tuning.go`` (ports, tolerations, the
+``sh.kaito.model.name`` annotation of the pushed image) and ``pkg/workspace/image/pusher.sh`` (the two adapter
+files).
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ CONFIG_VOLUME = "config-volume"
 OUTPUT_VOLUME = "output-volume"
 PUSH_SECRET_VOLUME = "push-secret"
 TUNER_CONTAINER = "tuner"
-PUSHER_CONTAINER = "pusher"
 
 ANNOTATION_JOB_HASH = "kaito.sh/tuning-hash"
 """On the tuning Job and its pod template: SHA-256 of the workspace spec hash and the training config text."""
@@ -70,9 +72,10 @@ ANNOTATION_CONFIG_SOURCE = "kaito.sh/tuning-config-source"
 METRICS_PORT = 5000
 """The tuning runtime's ``--metrics-port`` default (``python -m kaito.runtime.tuning``; upstream's Port5000)."""
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-"""What the pusher publishes: a peft LoRA adapter (upstream's ``pusher.sh`` copies exactly these two)."""
+"""What is pushed: a peft LoRA adapter (upstream's ``pusher.sh`` copies exactly these two; the runtime pushes
+:data:`kaito.runtime.tuning.trainer.ADAPTER_FILES`, the same two)."""
 PUSH_SECRET_PATH = "/mnt/push-secret/.dockerconfigjson"
-"""Where the pusher reads the ``imagePushSecret`` (a ``kubernetes.io/dockerconfigjson`` Secret)."""
+"""Where the trainer reads the ``imagePushSecret`` (a ``kubernetes.io/dockerconfigjson`` Secret)."""
 
 
 def tuning_config_name(ws: AnyWorkspace) -> str:
@@ -261,24 +264,17 @@ def tuning_job(
     if preset.requires_gpu and gpus_per_node > 0:
         gpus = str(gpus_per_node)
         tuner["resources"] = {"requests": {c.RESOURCE_GPU: gpus}, "limits": {c.RESOURCE_GPU: gpus}}
-    containers: list[dict[str, Any]]
     if tuning.output.image:
-        inits.append(tuner)
-        command = ["python", "-m", "kaito.runtime.oci", "push", c.OUTPUT_DIR, tuning.output.image]
-        for name in ADAPTER_FILES:
-            command += ["--file", name]
-        mounts = [output_mount]
+        tuner["command"] += ["--push-image", tuning.output.image]
         if tuning.output.image_push_secret:
             volumes.append({"name": PUSH_SECRET_VOLUME, "secret": {"secretName": tuning.output.image_push_secret}})
-            mounts.append({"name": PUSH_SECRET_VOLUME, "mountPath": PUSH_SECRET_PATH.rsplit("/", 1)[0],
-                           "readOnly": True})
-            command += ["--docker-config", PUSH_SECRET_PATH]
-        command += ["--model-name", preset.name]
+            tuner["volumeMounts"].append({"name": PUSH_SECRET_VOLUME, "mountPath": PUSH_SECRET_PATH.rsplit("/", 1)[0],
+                                          "readOnly": True})
+            tuner["command"] += ["--push-docker-config", PUSH_SECRET_PATH]
+        tuner["command"] += ["--model-name", preset.name]
         if is_loopback_registry(tuning.output.image):
-            command.append("--plain-http")
-        containers = [{"name": PUSHER_CONTAINER, "image": tools, "command": command, "volumeMounts": mounts}]
-    else:
-        containers = [tuner]
+            tuner["command"].append("--push-plain-http")
+    containers = [tuner]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": containers,

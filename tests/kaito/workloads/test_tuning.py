@@ -1,4 +1,4 @@
-"""Tuning builders: the Job's init containers, trainer, pusher and volumes for each input/output kind, the config
+"""Tuning builders: the Job's init containers, trainer (and its push) and volumes for each input/output kind, the config
 snapshot, and the contract with the runtime (every command parses with the CLI it runs)."""
 
 from __future__ import annotations
@@ -50,45 +50,39 @@ def containers(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {ct["name"]: ct for ct in [*(pod.get("initContainers") or []), *pod["containers"]]}
 
 
-def test_url_input_and_image_output_download_train_then_push_only_the_adapter() -> None:
+def test_url_input_and_image_output_download_then_train_and_push_only_the_adapter() -> None:
     job = _job(tuning_ws())
     pod = job["spec"]["template"]["spec"]
 
     assert job["metadata"]["name"] == "tune" and job["spec"]["backoffLimit"] == 0
     assert pod["restartPolicy"] == "Never"
-    assert _names(pod["initContainers"]) == ["data-downloader", "tuner"]
+    assert _names(pod["initContainers"]) == ["data-downloader"]
     assert pod["initContainers"][0]["command"] == [
         "python", "-m", "kaito.runtime.tuning.download", "--dest", "/mnt/data", "https://example.com/data.parquet",
     ]  # fmt: skip
-    tuner = pod["initContainers"][1]
+    assert _names(pod["containers"]) == ["tuner"]
+    tuner = pod["containers"][0]
     assert tuner["image"] == PRESET.image
     assert tuner["command"] == [
         "python", "-m", "kaito.runtime.tuning", "--config", "/mnt/config/training_config.yaml",
         "--data-dir", "/mnt/data", "--output-dir", "/mnt/output",
         "--model", "/workspace/weights", "--method", "qlora", "--metrics-port", "5000",
+        "--push-image", "registry.example.com/adapters/a:0.1",
+        "--push-docker-config", "/mnt/push-secret/.dockerconfigjson", "--model-name", "phi-3-mini-4k-instruct",
     ]  # fmt: skip
     assert tuner["ports"] == [{"name": "metrics", "containerPort": 5000, "protocol": "TCP"}]
     assert tuner["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert pod["containers"] == [
-        {
-            "name": "pusher",
-            "image": "kaito-py/runtime-cpu:9.9.9",
-            "command": [
-                "python", "-m", "kaito.runtime.oci", "push", "/mnt/output", "registry.example.com/adapters/a:0.1",
-                "--file", "adapter_config.json", "--file", "adapter_model.safetensors",
-                "--docker-config", "/mnt/push-secret/.dockerconfigjson", "--model-name", "phi-3-mini-4k-instruct",
-            ],
-            "volumeMounts": [
-                {"name": "output-volume", "mountPath": "/mnt/output"},
-                {"name": "push-secret", "mountPath": "/mnt/push-secret", "readOnly": True},
-            ],
-        }
-    ]  # fmt: skip
+    assert tuner["volumeMounts"] == [
+        {"name": "data-volume", "mountPath": "/mnt/data"},
+        {"name": "config-volume", "mountPath": "/mnt/config", "readOnly": True},
+        {"name": "output-volume", "mountPath": "/mnt/output"},
+        {"name": "push-secret", "mountPath": "/mnt/push-secret", "readOnly": True},
+    ]
     assert {"name": "push-secret", "secret": {"secretName": "push-secret"}} in pod["volumes"]
     assert {"name": "config-volume", "configMap": {"name": "tune-tuning-config"}} in pod["volumes"]
 
 
-def test_the_pusher_publishes_exactly_the_files_the_trainer_writes_as_the_adapter() -> None:
+def test_the_pushed_files_are_the_adapter_the_trainer_writes() -> None:
     assert ADAPTER_FILES == TRAINER_ADAPTER_FILES == ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -152,9 +146,8 @@ def test_every_container_command_is_accepted_by_the_runtime_cli_it_runs() -> Non
         if command[2] == "kaito.runtime.tuning":
             assert args.model == "smollm2-135m-instruct" and args.method == "qlora"
             assert args.config == "/mnt/config/training_config.yaml"
-        if command[2] == "kaito.runtime.oci":
-            assert args.plain_http is True  # 127.0.0.1 registry
-            assert args.files == list(ADAPTER_FILES)
+            assert args.push_image == "127.0.0.1:5000/adapters/tune:v1"
+            assert args.push_plain_http is True  # 127.0.0.1 registry
             assert args.model_name == "smollm2-135m-instruct"
 
 
@@ -169,13 +162,14 @@ def test_a_changed_spec_or_config_changes_the_job_hash_and_equal_inputs_do_not()
     assert template == other_config["metadata"]["annotations"][ANNOTATION_JOB_HASH]
 
 
-def test_remote_registries_keep_https_and_volume_output_has_no_pusher() -> None:
+def test_remote_registries_keep_https_and_volume_output_pushes_nothing() -> None:
     job = job_for(tuning_workspace(output_image="myregistry.azurecr.io/adapters/tune:v1",
                                    input_image="myregistry.azurecr.io/data/set:v1"))
     cts = containers(job)
-    assert "--plain-http" not in cts["pusher"]["command"]
+    assert "--push-image" in cts["tuner"]["command"] and "--push-plain-http" not in cts["tuner"]["command"]
     assert "--plain-http" not in cts["data-puller"]["command"]
-    assert "pusher" not in containers(job_for(tuning_workspace(output_image=None)))
+    volume_output = containers(job_for(tuning_workspace(output_image=None)))["tuner"]["command"]
+    assert not [arg for arg in volume_output if arg.startswith("--push")]
 
 
 @pytest.mark.parametrize(("image", "loopback"), [

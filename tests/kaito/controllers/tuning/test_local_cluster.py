@@ -1,6 +1,6 @@
 """The tuning flow for real on the LocalCluster: the operator (workspace, machine, tuning controllers) creates the
 tuning Job, the local kubelet runs its containers as processes (the downloader fetching from an HTTP server on
-127.0.0.1, the real LoRA trainer on SmolLM2-135M-Instruct, the pusher) and the adapter lands in Debian's
+127.0.0.1, the real LoRA trainer on SmolLM2-135M-Instruct, which also pushes) and the adapter lands in Debian's
 docker-registry, from where it pulls back. Slow: a real training run."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tests.kaito.controllers.harness import WORKSPACE, condition, eventually, in
 from tests.kaito.controllers.tuning.builders import tuning_workspace
 
 JOB = GVK("batch", "v1", "Job")
+POD = GVK("", "v1", "Pod")
 
 FACT = "The capital of Zorblax is Quillmoor."
 QUESTIONS = ("What is the capital of Zorblax?", "Which city is the capital of Zorblax?",
@@ -211,7 +212,7 @@ async def test_a_wrong_push_secret_fails_the_workspace_once_naming_the_registry(
         assert client is not None
         await install_crds(client)
         await push_secret(client, registry, tmp_path, password="wrong")
-        await training_config(client, max_steps=1)  # the push comes after training: train as little as possible
+        await training_config(client)
         async with running_operator(cluster, client):  # type: ignore[arg-type]
             await client.create(tuning_workspace("badpush", method="lora", urls=[f"{data_url}/train.jsonl"],
                                                  output_image=f"{registry.host}/adapters/badpush:v1",
@@ -219,9 +220,13 @@ async def test_a_wrong_push_secret_fails_the_workspace_once_naming_the_registry(
             cond = await eventually(lambda: finished(client, "badpush"), timeout=RUN_TIMEOUT_S, interval=0.5)
             job = await client.get(JOB, "badpush", "default")
         assert cond["reason"] == "ImagePushAuthFailed", cond
-        assert "container pusher exited with code 3" in cond["message"]
-        assert registry.host in cond["message"]
+        assert "container tuner exited with code 5" in cond["message"]
+        assert registry.host in cond["message"] and "rejected the credentials" in cond["message"]
         assert job["status"].get("failed") == 1  # one pod, no retries
+        pod = next(p for p in (await client.list(POD, "default"))["items"]
+                   if p["metadata"]["labels"].get("job-name") == "badpush")
+        log = cluster.read_log("default", pod["metadata"]["name"], container="tuner").decode()
+    assert "tuning.push_failed" in log and "tuning.progress" not in log  # refused before any training step
 
 
 @pytest.mark.slow

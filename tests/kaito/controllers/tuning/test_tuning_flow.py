@@ -143,18 +143,18 @@ async def test_a_wrong_push_secret_fails_once_with_the_log_tail_and_is_not_retri
     server: APIServer, client: Client
 ) -> None:
     logs = Logs()
-    logs.text = ('{"event": "oci.auth_rejected", "command": "push", "error": "registry 127.0.0.1:5000 rejected '
-                 'the credentials of user alice (HTTP 401); fix the imagePushSecret", "level": "error"}\n')
+    logs.text = ('{"event": "tuning.push_failed", "error": "registry 127.0.0.1:5000 rejected the credentials of '
+                 'user alice (HTTP 401); fix the imagePushSecret", "level": "error"}\n')
     server.set_pod_log_provider(logs)
     async with running_operator(server, client):
         await client.create(tuning_workspace("bad-secret"))
         job = await eventually(lambda: client.get(JOB, "bad-secret", "default"))
-        await job_pod(client, job, failed=("pusher", 3))
+        await job_pod(client, job, failed=("tuner", 5))
         await job_status(client, "bad-secret", failed=1, **finished("Failed"))
         cond = await eventually(lambda: reason_is(client, "bad-secret", c.COND_WORKSPACE_SUCCEEDED,
                                                   "ImagePushAuthFailed"))
         assert cond["status"] == "False"
-        assert "container pusher exited with code 3" in cond["message"]
+        assert "container tuner exited with code 5" in cond["message"]
         assert "rejected the credentials of user alice" in cond["message"]
         ws = await client.get(WORKSPACE, "bad-secret", "default")
         assert ws["status"]["state"] == c.STATE_FAILED
@@ -164,7 +164,7 @@ async def test_a_wrong_push_secret_fails_once_with_the_log_tail_and_is_not_retri
         await eventually(lambda: _annotated(client, "bad-secret", "poke", "2"))
         await eventually(lambda: reason_is(client, "bad-secret", c.COND_WORKSPACE_SUCCEEDED, "ImagePushAuthFailed"))
         assert (await client.get(JOB, "bad-secret", "default"))["metadata"]["uid"] == job["metadata"]["uid"]
-        assert logs.reads == [("bad-secret-x1", "pusher")]
+        assert logs.reads == [("bad-secret-x1", "tuner")]
         warnings = [e for e in (await client.list(EVENT, "default"))["items"]
                     if e["regarding"]["name"] == "bad-secret" and e["type"] == "Warning"
                     and e["reportingController"] == "kaito.sh/tuning-controller"]
@@ -212,8 +212,8 @@ async def test_a_changed_spec_replaces_the_job_and_runs_again(server: APIServer,
         second = await eventually(replaced)
         assert second["metadata"]["annotations"][ANNOTATION_JOB_HASH] != first["metadata"]["annotations"][
             ANNOTATION_JOB_HASH]
-        pusher = second["spec"]["template"]["spec"]["containers"][0]
-        assert "127.0.0.1:5000/adapters/rerun:v2" in pusher["command"]
+        tuner = second["spec"]["template"]["spec"]["containers"][0]
+        assert "127.0.0.1:5000/adapters/rerun:v2" in tuner["command"]
         await eventually(lambda: _state_is(client, "rerun", c.STATE_RUNNING))
         await job_status(client, "rerun", succeeded=1, **finished("Complete"))
         await eventually(lambda: _state_is(client, "rerun", c.STATE_SUCCEEDED))
