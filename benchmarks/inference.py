@@ -432,7 +432,14 @@ def main() -> int:
     p.add_argument("--start-timeout", type=float, default=600.0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     p.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "inference-benchmark.png")
+    p.add_argument("--report", type=Path, default=None, help="re-print the table and plot (--png) of a saved --out")
     args = p.parse_args()
+    if args.report is not None:
+        saved = [Level(**lv) for lv in json.loads(args.report.read_text())["levels"]]
+        print(table(saved))
+        if saved and plot(saved, args.png):
+            print(f"plot: {args.png}")
+        return 0
     if args.model_dir is None:
         from kaito.runtime.smollm2 import ensure_model_dir
 
