@@ -11,6 +11,7 @@ URLs are checked against an SSRF block list.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -597,5 +598,6 @@ def _wire(model: Any) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """``value`` as the user wrote it (compact JSON, ``null`` for absent), cut to 80 characters."""
+    text = json.dumps(value, separators=(", ", ": "), sort_keys=True, default=str)
     return text if len(text) <= 80 else text[:77] + "..."

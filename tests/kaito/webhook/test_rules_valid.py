@@ -318,3 +318,13 @@ def test_several_nodes_for_a_preset_are_admitted_with_a_warning_about_single_nod
 
     assert verdict.allowed
     assert any(w.startswith("resource.count: 2 nodes") and "rank" in w for w in verdict.warnings), verdict.warnings
+
+
+def test_an_immutable_field_error_shows_the_values_as_json() -> None:
+    old = inference_ws()
+
+    verdict = validate_workspace(edit(old, "inference.preset", {"name": "phi-3-mini-128k-instruct"}), old)
+
+    message = verdict.errors[0].message
+    assert message.startswith('is immutable (was {"accessMode": "public", "name": "phi-3-mini-4k-instruct"}, now '
+                              '{"accessMode": "public", "name": "phi-3-mini-128k-instruct"})'), message
