@@ -178,6 +178,9 @@ def _suggest(name: str, names: Mapping[str, object]) -> str:
     if name.lower() in lowered:
         return f"; did you mean {lowered[name.lower()]!r}? (names are case-sensitive)"
     close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    if close:  # keep only the matches about as close as the best (a shared "-instruct" suffix is not a match)
+        best = difflib.SequenceMatcher(None, name, close[0]).ratio()
+        close = [n for n in close if difflib.SequenceMatcher(None, name, n).ratio() >= best - 0.1]
     return f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
 
 

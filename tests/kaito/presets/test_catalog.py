@@ -117,6 +117,9 @@ def test_unknown_names_suggest_close_ones() -> None:
         load_catalog().preset("phi-5")
     with pytest.raises(UnknownSKUError, match="did you mean 'Standard_NC6s_v3'\\? \\(names are case-sensitive\\)"):
         load_catalog().sku("STANDARD_NC6S_V3")
+    # a typo suggests the one close name, not every preset that merely shares "-instruct"
+    with pytest.raises(UnknownPresetError, match=r"did you mean 'smollm2-135m-instruct'\?$"):
+        load_catalog().preset("smollm2-135m-instruc")
 
 
 def test_suggest_skus_returns_smallest_fitting_first() -> None:
