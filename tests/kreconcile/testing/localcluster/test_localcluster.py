@@ -146,8 +146,13 @@ async def test_statefulset_scales_one_to_three_to_one_in_order(cluster: LocalClu
     assert sorted(gone) == ["db-1", "db-2"]
     assert deleted == ["db-2", "db-1"]
     assert cluster.client is not None
-    status = (await cluster.client.get(STATEFULSET, "db", "default"))["status"]
-    assert status["replicas"] == 1 and status["readyReplicas"] == 1
+
+    async def status_counts_one() -> bool:
+        # the StatefulSet controller writes its status after it observes the deletions: poll, don't race it
+        status = (await cluster.client.get(STATEFULSET, "db", "default"))["status"]  # type: ignore[union-attr]
+        return bool(status.get("replicas") == 1 and status.get("readyReplicas") == 1)
+
+    await wait_for(status_counts_one, timeout=30)
 
 
 async def test_job_that_fails_twice_then_succeeds_reports_the_counts(cluster: LocalCluster) -> None:
