@@ -6,7 +6,8 @@ Scheduling (one iteration of the worker, repeated while there is work):
 2. Waiting requests are admitted in arrival order while the batch has room (``max_batch_size``) and the step's
    prefill stays within ``prefill_token_budget`` padded tokens; one prefill pass runs their prompts (one peft
    adapter per pass, so admission stops at the first request for a different adapter) and picks their first
-   tokens.
+   tokens. A prompt longer than ``prefill_chunk_tokens`` is admitted alone and prefilled in chunks of that size;
+   its request can be cancelled or time out between chunks.
 3. One decode pass advances every running sequence by one token, each with its own sampling parameters.
 4. Finished sequences (EOS, stop string, ``max_tokens``, context window) leave; their slots are refilled by
    compaction, so the next iteration's batch is again ``0 .. n-1``.
@@ -61,6 +62,9 @@ class EngineConfig:
     """Seconds from arrival until a request is ended with a timeout (504, or an error event when streaming)."""
     prefill_token_budget: int = 4096
     """Most padded prompt tokens in one prefill pass, bounding how long running sequences wait for newcomers."""
+    prefill_chunk_tokens: int = 512
+    """A prompt longer than this is prefilled alone, this many tokens per forward pass, and a cancelled or timed
+    out request stops between chunks (an 8,100-token prompt in one pass held a 2-core CPU for minutes)."""
     threads: int | None = None
     """torch intra-op threads of the worker thread (None: torch's default). Set in the worker itself: OpenMP's
     thread count is per thread, and a thread started after ``torch.set_num_threads(1)`` in another thread was
@@ -273,13 +277,17 @@ class Engine:
                     self._waiting.popleft()
                     continue
                 new_width = max(width, len(seq.prompt_ids))
+                long_prompt = len(seq.prompt_ids) > self.config.prefill_chunk_tokens
                 if admitted and (
-                    new_width * (len(admitted) + 1) > self.config.prefill_token_budget
+                    long_prompt
+                    or new_width * (len(admitted) + 1) > self.config.prefill_token_budget
                     or seq.adapter != admitted[0].adapter
                 ):
                     break
                 width = new_width
                 admitted.append(self._waiting.popleft())
+                if long_prompt:  # prefilled alone, in chunks (see _prefill)
+                    break
         return admitted
 
     def _adapter_names(self, seqs: list[Sequence]) -> list[str] | None:
@@ -291,7 +299,18 @@ class Engine:
         start = len(self._running)
         slots = list(range(start, start + len(seqs)))
         try:
-            logits = self.runner.prefill([s.prompt_ids for s in seqs], slots, self._adapter_names(seqs))
+            if len(seqs) == 1 and len(seqs[0].prompt_ids) > self.config.prefill_chunk_tokens:
+                seq = seqs[0]
+                chunked = self.runner.prefill_chunked(
+                    seq.prompt_ids, slots[0], self._adapter_names(seqs), self.config.prefill_chunk_tokens,
+                    lambda: seq.cancelled or self.clock() > seq.deadline,
+                )
+                if chunked is None:  # cancelled or timed out between chunks
+                    self._expire(seq, self.clock(), out)
+                    return
+                logits = chunked
+            else:
+                logits = self.runner.prefill([s.prompt_ids for s in seqs], slots, self._adapter_names(seqs))
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory: fail these requests, keep serving
             log.error("prefill_failed", error=repr(exc), batch=len(seqs))
             for seq in seqs:

@@ -64,6 +64,7 @@ class SlotKVCache:
         self._positions_index: torch.Tensor | None = None
         self._read_len = 0
         self._batch = 0
+        self._extend = (0, 0, 0)
 
     @property
     def bytes_per_position(self) -> int:
@@ -127,6 +128,14 @@ class SlotKVCache:
         self._slot_index = torch.tensor(slots, dtype=torch.long, device=self.device)
         self._read_len = length
 
+    def begin_extend(self, slot: int, start: int, end: int) -> None:
+        """The next forward pass carries tokens ``start .. end-1`` of the one sequence in ``slot`` (a chunk of a
+        long prompt, :meth:`ModelRunner.prefill_chunked`); attention reads positions ``0 .. end-1`` of that slot,
+        i.e. the earlier chunks through the cache and this one."""
+        self._mode = "extend"
+        self._extend = (slot, start, end)
+        self._read_len = end
+
     def begin_decode(self, positions: list[int]) -> None:
         """The next forward pass carries one token for each of slots ``0 .. len(positions)-1``, at the given
         positions; attention reads positions ``0 .. max(positions)`` of those slots."""
@@ -149,6 +158,11 @@ class SlotKVCache:
             keys[slots, :, :n] = key_states
             values[slots, :, :n] = value_states
             return key_states, value_states
+        if self._mode == "extend":
+            slot, start, end = self._extend
+            keys[slot, :, start:end] = key_states[0]
+            values[slot, :, start:end] = value_states[0]
+            return keys[slot : slot + 1, :, :end], values[slot : slot + 1, :, :end]
         assert self._positions_index is not None
         b, read = self._batch, self._read_len
         # rows are slots 0..b-1, so keys[:b] is a contiguous view; one scatter_ writes each row at its position

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,39 @@ class ModelRunner:
         self.cache.begin_prefill(slots, width)
         logits = self._forward(ids.to(self.device), pos.to(self.device), mask[:, None].to(self.device), adapters)
         self._realign(prompts, slots, width)
+        return logits
+
+    def prefill_chunked(
+        self,
+        prompt: list[int],
+        slot: int,
+        adapters: list[str] | None,
+        chunk: int,
+        should_stop: Callable[[], bool],
+    ) -> torch.Tensor | None:
+        """Run one long prompt into ``slot`` in chunks of ``chunk`` tokens, each attending to the earlier chunks
+        through the cache; return ``[1, vocab]`` logits for the token after the prompt.
+
+        ``should_stop`` is asked before every chunk but the first; True abandons the prompt and returns None (the
+        client went away or the request timed out). Chunking bounds the attention mask at ``chunk x len(prompt)``
+        instead of ``len(prompt)**2`` and gives a cancelled request a way out of a minutes-long pass on a CPU.
+        """
+        n = len(prompt)
+        self.cache.ensure_capacity(slot + 1, n)
+        logits: torch.Tensor | None = None
+        for start in range(0, n, chunk):
+            if start and should_stop():
+                return None
+            end = min(n, start + chunk)
+            pos = torch.arange(start, end)
+            mask = torch.arange(end)[None, :] <= pos[:, None]
+            self.cache.begin_extend(slot, start, end)
+            logits = self._forward(
+                torch.tensor([prompt[start:end]], dtype=torch.long, device=self.device),
+                pos[None].to(self.device),
+                mask[None, None].to(self.device),
+                adapters,
+            )
         return logits
 
     def _realign(self, prompts: list[list[int]], slots: list[int], width: int) -> None:

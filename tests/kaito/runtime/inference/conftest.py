@@ -146,6 +146,7 @@ def build_service(
     clock: Callable[[], float] = time.monotonic,
     runner_wrapper: Callable[[ModelRunner], Any] | None = None,
     threads: int | None = None,
+    prefill_chunk_tokens: int = 512,
 ) -> Service:
     """A :class:`Service` on ``model_dir`` (float32 CPU), like the server's ``build_service`` but in-process."""
     loaded: LoadedModel = load_model(model_dir, device="cpu", dtype="float32")
@@ -161,6 +162,7 @@ def build_service(
             max_model_len=max_model_len,
             request_timeout=request_timeout,
             threads=threads,
+            prefill_chunk_tokens=prefill_chunk_tokens,
         ),
         metrics=metrics,
         clock=clock,

@@ -153,6 +153,59 @@ async def test_request_timeout_ends_the_sequence(tiny_model_dir: Path) -> None:
         await svc.engine.stop()
 
 
+LONG_PROMPT = " ".join(PROMPTS * 2)  # ~60 tokens: many chunks of 8
+
+
+async def test_a_long_prompt_prefilled_in_chunks_gives_the_same_greedy_output(tiny_model_dir: Path) -> None:
+    whole = build_service(tiny_model_dir)  # prefill_chunk_tokens 512 > the 128-token window: one pass
+    chunked = build_service(tiny_model_dir, prefill_chunk_tokens=8)
+    params = SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)
+    ids = whole.tokenize(LONG_PROMPT)
+    assert len(ids) > 4 * 8
+    for svc in (whole, chunked):
+        svc.engine.start()
+    try:
+        reference = output_ids(whole, await run(whole.engine, ids, params))
+        # alone, and with short requests decoding beside it (the long prompt is admitted on its own)
+        assert output_ids(chunked, await run(chunked.engine, ids, params)) == reference
+        together = await asyncio.gather(
+            run(chunked.engine, ids, params), *(run(chunked.engine, chunked.tokenize(p), params) for p in PROMPTS[:2])
+        )
+        assert output_ids(chunked, together[0]) == reference
+        assert [output_ids(chunked, d) for d in together[1:]] == [
+            output_ids(whole, await run(whole.engine, whole.tokenize(p), params)) for p in PROMPTS[:2]
+        ]
+    finally:
+        for svc in (whole, chunked):
+            await svc.engine.stop()
+
+
+async def test_a_long_prompt_times_out_between_prefill_chunks(tiny_model_dir: Path) -> None:
+    clock = FakeClock()
+    svc = build_service(tiny_model_dir, request_timeout=5.0, clock=clock, prefill_chunk_tokens=8)
+    runner = svc.engine.runner
+    forward = runner._forward
+    passes: list[int] = []
+
+    def slow_forward(*args: Any) -> torch.Tensor:
+        passes.append(1)
+        clock.advance(6.0)  # each chunk "takes" longer than the whole request may
+        return forward(*args)
+
+    runner._forward = slow_forward  # type: ignore[method-assign]
+    svc.engine.start()
+    try:
+        deltas = await run(svc.engine, svc.tokenize(LONG_PROMPT), SamplingParams(max_tokens=4, temperature=0))
+        assert deltas[-1].finish_reason == "timeout" and deltas[-1].completion_tokens == 0
+        assert len(passes) == 1  # the remaining chunks never ran
+        # the engine keeps serving
+        runner._forward = forward  # type: ignore[method-assign]
+        ok = await run(svc.engine, svc.tokenize("hi"), SamplingParams(max_tokens=2, temperature=0, ignore_eos=True))
+        assert ok[-1].finish_reason == "length"
+    finally:
+        await svc.engine.stop()
+
+
 async def test_the_worker_runs_the_model_with_the_configured_torch_threads(tiny_model_dir: Path) -> None:
     # OpenMP's thread count is per thread: the worker must set its own, whatever the starting thread has
     wanted = 2 if torch.get_num_threads() == 1 else 1
