@@ -38,7 +38,6 @@ files).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from typing import Any
 
@@ -47,6 +46,7 @@ import yaml
 from kaito.api import constants as c
 from kaito.api.workspace import AnyWorkspace
 from kaito.presets.catalog import ModelPreset
+from kaito.runtime.oci import is_loopback_registry as oci_is_loopback_registry
 from kaito.runtime.tuning.defaults import default_config_text as packaged_default_config_text
 from kaito.workloads.common import (
     GPU_TOLERATIONS,
@@ -148,18 +148,9 @@ def job_hash(ws: AnyWorkspace, config_text: str) -> str:
 
 def is_loopback_registry(image: str) -> bool:
     """True when ``image``'s registry host is ``localhost`` or a loopback IP (plain-HTTP registries by Docker's
-    default ``insecure-registries`` rule: ``127.0.0.0/8``, ``::1``)."""
-    host = image.split("/", 1)[0] if "/" in image else ""
-    if host.startswith("["):  # [::1]:5000
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    default ``insecure-registries`` rule: ``127.0.0.0/8``, ``::1``); the rule is the runtime's own
+    (:func:`kaito.runtime.oci.is_loopback_registry`), so the Job and the pusher agree."""
+    return oci_is_loopback_registry(image.split("/", 1)[0] if "/" in image else "")
 
 
 def trainer_model_arg(preset: ModelPreset, version: str) -> str:
