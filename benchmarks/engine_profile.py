@@ -88,10 +88,16 @@ def time_runner(runner: ModelRunner, ids: list[int], batch: int, steps: int) -> 
     }
 
 
-async def time_engine(runner: ModelRunner, ids: list[int], conc: int, tokens: int) -> dict[str, float]:
-    """Run ``conc`` concurrent greedy requests through an Engine; tokens/s and ms per step."""
+async def time_engine(
+    runner: ModelRunner, ids: list[int], conc: int, tokens: int, prefill_threads: int | None = None
+) -> dict[str, float]:
+    """Run ``conc`` concurrent greedy requests through an Engine (prefill on ``prefill_threads`` torch threads,
+    None: the decode's); tokens/s and ms per step."""
     config = EngineConfig(
-        max_batch_size=max(conc, 1), max_model_len=runner.cache.max_positions, threads=torch.get_num_threads()
+        max_batch_size=max(conc, 1),
+        max_model_len=runner.cache.max_positions,
+        threads=torch.get_num_threads(),
+        prefill_threads=prefill_threads,
     )
     engine = Engine(runner, config)
     engine.start()
@@ -129,7 +135,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="decode steps timed per batch size")
     parser.add_argument("--threads", default="1", help="comma list of torch thread counts, each measured in turn")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="float32", help="as the server's --dtype (auto, float32, float16...)")
+    parser.add_argument("--prefill-threads", type=int, default=None, help="engine prefill threads (default: same)")
     parser.add_argument("--skip", default="", help="comma list of generate,runner,engine to skip")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -144,7 +151,7 @@ def main() -> None:
     time_runner(runner, ids, 1, 4)  # warm-up
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)  # this thread's; the engine sets its worker's from EngineConfig.threads
-        tag = {"threads": threads}
+        tag = {"threads": threads, "dtype": args.dtype, "weights": loaded.weights}
         if "generate" not in skip:
             wall, cpu = time_generate(loaded, ids, args.max_tokens, 2)
             print(json.dumps({**tag, "generate_ms_per_token": round(wall, 1), "generate_cpu_ms": round(cpu, 1)}))
@@ -153,7 +160,7 @@ def main() -> None:
                 print(json.dumps({**tag, "batch": b, **time_runner(runner, ids, b, args.steps)}))
         if "engine" not in skip:
             for c in batches:
-                result = asyncio.run(time_engine(runner, ids, c, args.max_tokens))
+                result = asyncio.run(time_engine(runner, ids, c, args.max_tokens, args.prefill_threads))
                 print(json.dumps({**tag, "engine_concurrency": c, **result, "load_1m": os.getloadavg()[0]}))
     print(json.dumps({"load_after": os.getloadavg()}))
 

@@ -5,11 +5,14 @@ Same model, same machine, one run: OpenAI chat requests with fixed prompts (abou
 request latency and p50 time to first token (streaming), and writes a JSON file, a Markdown table and (when
 matplotlib is importable) a PNG plot. Systems (issue 7):
 
-- ``ours``: ``python -m kaito.runtime.inference`` (continuous batching)
+- ``ours``: ``python -m kaito.runtime.inference`` (continuous batching) with ``--ours-dtype`` (default ``auto``,
+  what a pod runs: float16 weights with float32 arithmetic on an AVX2 CPU)
 - ``sequential``: benchmarks/sequential_server.py, one ``model.generate`` per request (upstream's runtime shape)
 - ``tf-serve``: ``transformers serve --continuous-batching`` (needs ``transformers[serving]``: ``--serve-python``)
 - ``vllm``: vLLM's CPU build in its own venv (``--vllm-python``), bf16, tcmalloc and Intel OpenMP preloaded
 - ``raw``: in-process ``model.generate`` latency for one request (the floor for concurrency 1)
+
+A system name may end in ``-<dtype>`` to override its dtype for that run: ``ours-float32``, ``vllm-float16``.
 
 Examples::
 
@@ -189,9 +192,19 @@ def preload_env() -> dict[str, str]:
     return {"LD_PRELOAD": ":".join(libs)} if libs else {}
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def split_system(system: str) -> tuple[str, str | None]:
+    """``"ours-float32"`` → ``("ours", "float32")``; a name without a dtype suffix → ``(name, None)``."""
+    name, _, suffix = system.rpartition("-")
+    return (name, suffix) if name and suffix in DTYPES else (system, None)
+
+
 def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str], str]:
-    """(argv, extra environment, API model name) that start ``system`` on ``port``."""
+    """(argv, extra environment, API model name) that start ``system`` (optionally ``name-dtype``) on ``port``."""
     d = str(args.model_dir)
+    system, dtype = split_system(system)
     if system == "ours":
         return (
             [
@@ -205,7 +218,7 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
                 "--port",
                 str(port),
                 "--dtype",
-                args.dtype,
+                dtype or args.ours_dtype,
                 "--max-batch-size",
                 str(args.max_batch_size),
                 "--max-waiting",
@@ -227,7 +240,7 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
                 "--port",
                 str(port),
                 "--dtype",
-                args.dtype,
+                dtype or args.dtype,
                 *(["--threads", str(args.threads)] if args.threads else []),
             ],
             {},
@@ -244,7 +257,7 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
                 "--device",
                 "cpu",
                 "--dtype",
-                args.dtype,
+                dtype or args.dtype,
                 "--continuous-batching",
                 "--cb-num-blocks",
                 "32",
@@ -271,7 +284,7 @@ def command(system: str, args: argparse.Namespace, port: int) -> tuple[list[str]
                 "--model",
                 d,
                 "--dtype",
-                args.vllm_dtype,
+                dtype or args.vllm_dtype,
                 "--max-model-len",
                 "2048",
                 "--host",
@@ -416,7 +429,10 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--stream", choices=["yes", "no"], default="yes", help="streaming measures TTFT too")
     p.add_argument("--model-dir", type=Path, default=None, help="default: the SmolLM2 preset directory")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16"], help="sequential, tf-serve and raw"
+    )
+    p.add_argument("--ours-dtype", default="auto", choices=list(DTYPES), help="our server's --dtype")
     p.add_argument("--vllm-dtype", default="bfloat16")
     p.add_argument(
         "--threads",

@@ -23,7 +23,7 @@ from kaito.runtime.inference.config import ServerConfig, check_single_node, pars
 from kaito.runtime.inference.engine import Engine, EngineConfig
 from kaito.runtime.inference.errors import StartupError
 from kaito.runtime.inference.metrics import EngineMetrics
-from kaito.runtime.inference.model import ModelRunner, load_model, resolve_threads
+from kaito.runtime.inference.model import ModelRunner, cpu_cores, load_model, resolve_threads
 from kaito.runtime.inference.serving import Service
 
 log = structlog.get_logger("kaito.runtime.inference")
@@ -85,6 +85,7 @@ def build_service(cfg: ServerConfig) -> Service:
             max_model_len=max_len,
             request_timeout=cfg.request_timeout,
             threads=threads,
+            prefill_threads=cpu_cores() if cfg.threads is None and loaded.device.type == "cpu" else None,
         ),
         metrics=metrics,
         use_adapters=bool(specs),
@@ -94,6 +95,7 @@ def build_service(cfg: ServerConfig) -> Service:
         model_dir=str(model_dir),
         device=str(loaded.device),
         dtype=str(loaded.dtype).removeprefix("torch."),
+        weights=loaded.weights,
         max_model_len=max_len,
         adapters={s.name: s.strength for s in specs},
         threads=threads if threads is not None else torch.get_num_threads(),

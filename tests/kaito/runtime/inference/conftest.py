@@ -146,10 +146,13 @@ def build_service(
     clock: Callable[[], float] = time.monotonic,
     runner_wrapper: Callable[[ModelRunner], Any] | None = None,
     threads: int | None = None,
+    prefill_threads: int | None = None,
     prefill_chunk_tokens: int = 512,
+    dtype: str = "float32",
 ) -> Service:
-    """A :class:`Service` on ``model_dir`` (float32 CPU), like the server's ``build_service`` but in-process."""
-    loaded: LoadedModel = load_model(model_dir, device="cpu", dtype="float32")
+    """A :class:`Service` on ``model_dir`` (CPU, float32 unless ``dtype`` says otherwise), like the server's
+    ``build_service`` but in-process."""
+    loaded: LoadedModel = load_model(model_dir, device="cpu", dtype=dtype)
     specs = discover_adapters(adapter_dir, {}) if adapter_dir else []
     loaded.model = attach_adapters(loaded.model, specs, "tiny")
     runner = ModelRunner(loaded, max_slots=max_batch_size, max_positions=max_model_len)
@@ -162,6 +165,7 @@ def build_service(
             max_model_len=max_model_len,
             request_timeout=request_timeout,
             threads=threads,
+            prefill_threads=prefill_threads,
             prefill_chunk_tokens=prefill_chunk_tokens,
         ),
         metrics=metrics,
@@ -267,7 +271,8 @@ def live_adapter_dir(model_dir: Path, session_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def live_server(model_dir: Path, live_adapter_dir: Path, session_dir: Path) -> Iterator[LiveServer]:
-    """``python -m kaito.runtime.inference`` on the real model, shared by the whole test session."""
+    """``python -m kaito.runtime.inference`` on the real model with the default ``--dtype auto`` (float16 weights
+    on an AVX2 CPU, as pods run it), shared by the whole test session."""
     port = _free_port()
     log_path = session_dir / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "lora-b": "0.5", "KAITO_MAX_MODEL_LEN": "1024"}
@@ -283,8 +288,6 @@ def live_server(model_dir: Path, live_adapter_dir: Path, session_dir: Path) -> I
         str(port),
         "--adapter-dir",
         str(live_adapter_dir),
-        "--dtype",
-        "float32",
         "--max-batch-size",
         "8",
     ]

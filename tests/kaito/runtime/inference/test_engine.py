@@ -276,3 +276,31 @@ async def test_adapter_changes_output_per_request_in_a_mixed_batch(
     finally:
         await plain.engine.stop()
         await svc.engine.stop()
+
+
+async def test_prefill_runs_on_the_prefill_threads_and_decode_on_its_own(tiny_model_dir: Path) -> None:
+    # prefill is compute bound and may borrow the event loop's core; decode goes back to its own count after
+    decode_threads = 2 if torch.get_num_threads() == 1 else 1
+    prefill_threads = 3
+    seen: dict[str, set[int]] = {"prefill": set(), "decode": set()}
+
+    class Recording(GatedRunner):
+        def prefill(self, *args: Any) -> torch.Tensor:
+            seen["prefill"].add(torch.get_num_threads())
+            return super().prefill(*args)
+
+        def decode(self, *args: Any) -> torch.Tensor:
+            seen["decode"].add(torch.get_num_threads())
+            return super().decode(*args)
+
+    svc = build_service(
+        tiny_model_dir, runner_wrapper=Recording, threads=decode_threads, prefill_threads=prefill_threads
+    )
+    svc.engine.start()
+    try:
+        params = SamplingParams(max_tokens=3, temperature=0, ignore_eos=True)
+        for _ in range(2):
+            await run(svc.engine, svc.tokenize("hi"), params)
+    finally:
+        await svc.engine.stop()
+    assert seen == {"prefill": {prefill_threads}, "decode": {decode_threads}}
