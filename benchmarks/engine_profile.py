@@ -98,6 +98,7 @@ async def time_engine(
         max_model_len=runner.cache.max_positions,
         threads=torch.get_num_threads(),
         prefill_threads=prefill_threads,
+        prefix_cache_bytes=0,  # every request here has the same prompt: all but the first would be cache hits
     )
     engine = Engine(runner, config)
     engine.start()

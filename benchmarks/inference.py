@@ -10,7 +10,8 @@ matplotlib is importable) a PNG plot. Systems (issue 7):
 - ``sequential``: benchmarks/sequential_server.py, one ``model.generate`` per request (upstream's runtime shape)
 - ``tf-serve``: ``transformers serve --continuous-batching`` (needs ``transformers[serving]``: ``--serve-python``)
 - ``vllm``: vLLM's CPU build in its own venv (``--vllm-python``), bf16, tcmalloc and Intel OpenMP preloaded
-- ``raw``: in-process ``model.generate`` latency for one request (the floor for concurrency 1)
+- ``raw``: in-process ``model.generate`` latency for one request (the floor for concurrency 1); ``raw-auto``: the
+  same with the model as our server loads it by default
 
 A system name may end in ``-<dtype>`` to override its dtype for that run: ``ours-float32``, ``vllm-float16``.
 
@@ -356,15 +357,23 @@ async def soak(base: str, model: str, pid: int, seconds: float, concurrency: int
     }
 
 
-def raw_generate(args: argparse.Namespace) -> dict[str, Any]:
-    """Latency of in-process ``model.generate`` (greedy, ``max_tokens`` new tokens) per prompt: the c=1 floor."""
+def raw_generate(args: argparse.Namespace, dtype: str | None = None) -> dict[str, Any]:
+    """Latency of in-process ``model.generate`` (greedy, ``max_tokens`` new tokens) per prompt: the c=1 floor.
+
+    ``dtype`` None: plain transformers in ``--dtype``; else the model as our server loads it with that ``--dtype``
+    (``raw-auto``: float16 weights on an AVX2 CPU), so our concurrency-1 latency compares with the same weights."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, args.dtype)).eval()
+    if dtype is None:
+        model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, args.dtype)).eval()
+    else:
+        from kaito.runtime.inference.model import load_model
+
+        model = load_model(Path(args.model_dir), device="cpu", dtype=dtype).model
     times, tokens = [], 0
     for prompt in PROMPTS[: args.raw_prompts]:
         text = tok.apply_chat_template(
@@ -472,9 +481,11 @@ def main() -> int:
     }
     levels: list[Level] = []
     for system in args.systems.split(","):
-        if system == "raw":
-            report["raw_generate"] = raw_generate(args)
-            print("raw generate:", report["raw_generate"], flush=True)
+        name, dtype = split_system(system)
+        if name == "raw":
+            key = "raw_generate" if dtype is None else f"raw_generate_{dtype}"
+            report[key] = raw_generate(args, dtype)
+            print(f"{key}:", report[key], flush=True)
             continue
         port = free_port()
         try:

@@ -34,7 +34,8 @@ class ServerConfig:
     port: int = 5000
     """Listen port: 5000 is what Kaito's workloads and Services target."""
     dtype: str = "auto"
-    """``auto``: bf16 on GPUs, on CPUs only with native bf16 instructions (AMX/AVX-512-BF16), else float32."""
+    """``auto``: bf16 on GPUs; on CPUs bf16 with native bf16 instructions (AMX/AVX-512-BF16), else float16 weights
+    with float32 arithmetic where fbgemm runs (AVX2), else float32 (see ``model.use_fp16_weights``)."""
     device: str = "auto"
     """``auto``: CUDA when torch sees a GPU (all GPUs of the node, layers spread), else CPU."""
     adapter_dir: Path = Path("/mnt/adapter")
@@ -51,6 +52,9 @@ class ServerConfig:
     """Request body limit (413 above): 4 MiB holds a full 128k-token context of text with room to spare."""
     threads: int | None = None
     """torch CPU threads; default on CPU: cores - 1, at least 1 (one core for HTTP; see ``resolve_threads``)."""
+    prefix_cache_mib: int = 256
+    """MiB of prompt-prefix keys and values kept between requests (0 disables; ``prefix_cache.PrefixCache``):
+    5,700 tokens of SmolLM2-135M in float32, enough for many system prompts."""
     log_format: str = "json"
     """``json`` (one JSON object per line, for log collectors) or ``console`` (human-readable)."""
     log_prompts: bool = False
@@ -95,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--request-timeout", "request_timeout", f"seconds per request (default {d.request_timeout:g})", type=float)
     add("--max-body-bytes", "max_body_bytes", f"request body limit (default {d.max_body_bytes})", type=int)
     add("--threads", "threads", "torch CPU threads (default on CPU: cores - 1, at least 1)", type=int)
+    add(
+        "--prefix-cache-mib",
+        "prefix_cache_mib",
+        f"MiB of cached prompt prefixes, 0: off (default {d.prefix_cache_mib})",
+        type=int,
+    )
     add("--log-format", "log_format", "json|console (default json)")
     p.add_argument(
         "--log-prompts",
@@ -133,7 +143,15 @@ def _convert(name: str, raw: object) -> object:
     try:
         if name in ("model_dir", "adapter_dir"):
             return Path(str(raw))
-        if name in ("port", "max_batch_size", "max_waiting", "max_model_len", "max_body_bytes", "threads"):
+        if name in (
+            "port",
+            "max_batch_size",
+            "max_waiting",
+            "max_model_len",
+            "max_body_bytes",
+            "threads",
+            "prefix_cache_mib",
+        ):
             return int(str(raw))
         if name == "request_timeout":
             return float(str(raw))
@@ -157,6 +175,7 @@ def _validate(cfg: ServerConfig) -> None:
         ("request_timeout", cfg.request_timeout > 0, "> 0"),
         ("max_body_bytes", cfg.max_body_bytes >= 1024, ">= 1024"),
         ("threads", cfg.threads is None or cfg.threads >= 1, ">= 1"),
+        ("prefix_cache_mib", cfg.prefix_cache_mib >= 0, ">= 0"),
         ("dtype", cfg.dtype in ("auto", "float32", "bfloat16", "float16"), "auto|float32|bfloat16|float16"),
         ("device", cfg.device in ("auto", "cpu", "cuda"), "auto|cpu|cuda"),
         ("log_format", cfg.log_format in ("json", "console"), "json|console"),

@@ -37,6 +37,7 @@ import torch
 from kaito.runtime.inference.errors import EngineStoppedError, rate_limited
 from kaito.runtime.inference.metrics import EngineMetrics
 from kaito.runtime.inference.model import ModelRunner
+from kaito.runtime.inference.prefix_cache import BLOCK_TOKENS, CachedBlock, PrefixCache, common_prefix_length
 from kaito.runtime.inference.sampling import SamplingParams, choose_tokens
 from kaito.runtime.inference.sequence import Delta, Sequence
 
@@ -65,6 +66,9 @@ class EngineConfig:
     prefill_chunk_tokens: int = 512
     """A prompt longer than this is prefilled alone, this many tokens per forward pass, and a cancelled or timed
     out request stops between chunks (an 8,100-token prompt in one pass held a 2-core CPU for minutes)."""
+    prefix_cache_bytes: int = 256 * 2**20
+    """Bytes of prompt-prefix keys and values kept between requests (0: no prefix caching); see
+    :mod:`~kaito.runtime.inference.prefix_cache`."""
     threads: int | None = None
     """torch intra-op threads of the worker thread (None: torch's default). Set in the worker itself: OpenMP's
     thread count is per thread, and a thread started after ``torch.set_num_threads(1)`` in another thread was
@@ -113,6 +117,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
         self.steps = 0
+        self.prefix_cache = PrefixCache(config.prefix_cache_bytes, runner.cache.bytes_per_position)
 
     # ---- event-loop side -------------------------------------------------------------------------------------
 
@@ -338,22 +343,77 @@ class Engine:
     ) -> torch.Tensor | None:
         """The prefill pass's ``[len(seqs), vocab]`` logits, or None when it failed or was abandoned (the
         sequences' final deltas are then in ``out``)."""
+        adapters = self._adapter_names(seqs)
         try:
             if len(seqs) == 1 and len(seqs[0].prompt_ids) > self.config.prefill_chunk_tokens:
                 seq = seqs[0]
-                chunked = self.runner.prefill_chunked(
-                    seq.prompt_ids, slots[0], self._adapter_names(seqs), self.config.prefill_chunk_tokens,
+                start = self._reuse_prefix(seqs, slots, adapters)
+                logits = self.runner.prefill_chunked(
+                    seq.prompt_ids,
+                    slots[0],
+                    adapters,
+                    self.config.prefill_chunk_tokens,
                     lambda: seq.cancelled or self.clock() > seq.deadline,
+                    start,
                 )
-                if chunked is None:  # cancelled or timed out between chunks
+                if logits is None:  # cancelled or timed out between chunks
                     self._expire(seq, self.clock(), out)
-                return chunked
-            return self.runner.prefill([s.prompt_ids for s in seqs], slots, self._adapter_names(seqs))
+                    return None
+            else:
+                prefix = self._reuse_prefix(seqs, slots, adapters)
+                logits = self.runner.prefill([s.prompt_ids for s in seqs], slots, adapters, prefix)
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory: fail these requests, keep serving
             log.error("prefill_failed", error=repr(exc), batch=len(seqs))
             for seq in seqs:
                 out.append((seq, seq.finish("error", f"prefill failed: {exc}")))
             return None
+        for seq, slot in zip(seqs, slots, strict=True):
+            self.prefix_cache.store(seq.prompt_ids, seq.adapter, self._slot_reader(slot))
+        return logits
+
+    def _slot_reader(self, slot: int) -> Callable[[int, int], torch.Tensor]:
+        cache = self.runner.cache
+        return lambda start, end: cache.read(slot, start, end)
+
+    def _reuse_prefix(self, seqs: list[Sequence], slots: list[int], adapters: list[str] | None) -> int:
+        """Copy the cached keys and values of the longest prefix every prompt of ``seqs`` has in the prefix cache
+        into its slot; return that prefix's length in tokens (0: no hit, or the cache is off).
+
+        A burst of requests on a cold cache shares its beginning too (the same system prompt): when two or more
+        prompts start with a full block or more that the cache lacks, that beginning is prefilled once, into the
+        first slot, and stored, so the others reuse it in the same step instead of all computing it.
+        """
+        cache = self.prefix_cache
+        if not cache.enabled:
+            return 0
+        adapter = seqs[0].adapter  # one adapter per prefill pass (see _admit)
+        prompts = [s.prompt_ids for s in seqs]
+        shortest = min(len(p) for p in prompts)
+        self.runner.cache.ensure_capacity(max(slots) + 1, max(len(p) for p in prompts))
+        matches = [cache.match(p, adapter) for p in prompts]
+        prefix = min(len(m) for m in matches) * BLOCK_TOKENS
+        if len(prompts) > 1:
+            shared = min(common_prefix_length(prompts), shortest - 1) // BLOCK_TOKENS * BLOCK_TOKENS
+            if shared > prefix:
+                head = prompts[0][:shared]
+                known = cache.match(head, adapter)
+                self._write_blocks(slots[0], known)
+                self.runner.prefill([head], slots[:1], adapters[:1] if adapters else None, len(known) * BLOCK_TOKENS)
+                cache.store(head, adapter, self._slot_reader(slots[0]))
+                matches = [cache.match(p, adapter) for p in prompts]
+                prefix = min(len(m) for m in matches) * BLOCK_TOKENS
+        if prefix == 0:
+            return 0
+        for slot, blocks in zip(slots, matches, strict=True):
+            self._write_blocks(slot, blocks[: prefix // BLOCK_TOKENS])
+        cache.hit_tokens += prefix * len(prompts)
+        if self.metrics:
+            self.metrics.prefix_cache_hit_tokens.inc(prefix * len(prompts))
+        return prefix
+
+    def _write_blocks(self, slot: int, blocks: list[CachedBlock]) -> None:
+        for index, block in enumerate(blocks):
+            self.runner.cache.write(slot, index * BLOCK_TOKENS, block.kv)
 
     def _decode(self, out: list[tuple[Sequence, Delta]]) -> None:
         seqs = self._running
@@ -395,3 +455,4 @@ class Engine:
         self.metrics.running.set(len(self._running))
         self.metrics.waiting.set(len(self._waiting))
         self.metrics.kv_cache_bytes.set(self.runner.cache.allocated_bytes)
+        self.metrics.prefix_cache_bytes.set(self.prefix_cache.used_bytes)

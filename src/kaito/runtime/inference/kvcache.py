@@ -63,6 +63,7 @@ class SlotKVCache:
         self._slot_index: torch.Tensor | None = None
         self._positions_index: torch.Tensor | None = None
         self._read_len = 0
+        self._prefix = 0
         self._batch = 0
         self._extend = (0, 0, 0)
 
@@ -121,12 +122,33 @@ class SlotKVCache:
             for t in store:
                 t[dst, :, :length] = t[src, :, :length]
 
-    def begin_prefill(self, slots: list[int], length: int) -> None:
-        """The next forward pass carries ``len(slots)`` prompts right-padded to ``length`` tokens, written from
-        position 0 of the given slots; attention reads only the step's own keys (no earlier context)."""
+    def read(self, slot: int, start: int, end: int) -> torch.Tensor:
+        """A copy of positions ``start .. end-1`` of ``slot``: ``[layer, 2 (keys, values), kv_head, end - start,
+        head_dim]`` on the first layer's device (what :class:`~kaito.runtime.inference.prefix_cache.PrefixCache`
+        stores)."""
+        device = self.layer_devices[0]
+        return torch.stack(
+            [
+                torch.stack((k[slot, :, start:end].to(device), v[slot, :, start:end].to(device)))
+                for k, v in zip(self.keys, self.values, strict=True)
+            ]
+        )
+
+    def write(self, slot: int, start: int, kv: torch.Tensor) -> None:
+        """Copy ``kv`` (shaped as :meth:`read` returns) into ``slot`` from position ``start``."""
+        end = start + kv.shape[3]
+        for layer, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
+            k[slot, :, start:end] = kv[layer, 0].to(k.device)
+            v[slot, :, start:end] = kv[layer, 1].to(v.device)
+
+    def begin_prefill(self, slots: list[int], length: int, prefix: int = 0) -> None:
+        """The next forward pass carries ``len(slots)`` prompt tails left-padded to ``length`` tokens, written from
+        position ``prefix`` of the given slots, whose positions ``0 .. prefix-1`` already hold the prompts' first
+        ``prefix`` tokens (copied from the prefix cache; 0: none). Attention reads those and the step's keys."""
         self._mode = "prefill"
         self._slot_index = torch.tensor(slots, dtype=torch.long, device=self.device)
-        self._read_len = length
+        self._prefix = prefix
+        self._read_len = prefix + length
 
     def begin_extend(self, slot: int, start: int, end: int) -> None:
         """The next forward pass carries tokens ``start .. end-1`` of the one sequence in ``slot`` (a chunk of a
@@ -154,10 +176,12 @@ class SlotKVCache:
         if self._mode == "prefill":
             assert self._slot_index is not None
             slots = self._slot_index.to(keys.device)  # a no-op unless the model is spread over several GPUs
-            n = key_states.shape[2]
-            keys[slots, :, :n] = key_states
-            values[slots, :, :n] = value_states
-            return key_states, value_states
+            p, n = self._prefix, key_states.shape[2]
+            keys[slots, :, p : p + n] = key_states
+            values[slots, :, p : p + n] = value_states
+            if p == 0:
+                return key_states, value_states
+            return keys[slots, :, : p + n], values[slots, :, : p + n]
         if self._mode == "extend":
             slot, start, end = self._extend
             keys[slot, :, start:end] = key_states[0]

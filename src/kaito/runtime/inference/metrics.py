@@ -65,6 +65,14 @@ class EngineMetrics:
         self.batch_size = Histogram(
             "kaito_inference_batch_size", "Sequences per decode step", buckets=_BATCH_BUCKETS, registry=r
         )
+        self.prefix_cache_hit_tokens = Counter(
+            "kaito_inference_prefix_cache_hit_tokens_total",
+            "Prompt tokens whose keys and values came from the prefix cache instead of a prefill",
+            registry=r,
+        )
+        self.prefix_cache_bytes = Gauge(
+            "kaito_inference_prefix_cache_bytes", "Bytes held by the prefix cache", registry=r
+        )
         self.kv_cache_bytes = Gauge(
             "kaito_inference_kv_cache_bytes", "Bytes allocated for the KV cache of the running batch", registry=r
         )

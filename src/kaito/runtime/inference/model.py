@@ -25,6 +25,7 @@ import torch
 from kaito.runtime.inference.cpu_weights import fp16_weights_supported, pack_fp16_weights
 from kaito.runtime.inference.errors import StartupError
 from kaito.runtime.inference.kvcache import SlotKVCache
+from kaito.runtime.inference.llama import LlamaForward, unsupported_reason
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -225,9 +226,13 @@ class ModelRunner:
         loaded: the model.
         max_slots: most concurrent sequences.
         max_positions: context window served (``--max-model-len``).
+        fast_path: run Llama-architecture models without adapters through :class:`~kaito.runtime.inference.llama.
+            LlamaForward` (``fast_path_reason`` says why not when it is not used). It fuses the model's packed
+            float16 projections into its own matrices and frees theirs, so the model's own forward then runs
+            those layers in float32.
     """
 
-    def __init__(self, loaded: LoadedModel, *, max_slots: int, max_positions: int) -> None:
+    def __init__(self, loaded: LoadedModel, *, max_slots: int, max_positions: int, fast_path: bool = True) -> None:
         self.loaded = loaded
         self.model = loaded.model
         config = getattr(self.model, "config", None)
@@ -249,6 +254,8 @@ class ModelRunner:
         first = next(self.model.parameters(), None)
         if first is not None and first.device.type != "meta":
             self.device = first.device  # the embedding's device when layers are spread over GPUs
+        self.fast_path_reason = unsupported_reason(self.model) if fast_path else "disabled"
+        self.fast = LlamaForward(self.model) if self.fast_path_reason is None else None
 
     def _forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, adapters: list[str] | None
@@ -264,27 +271,36 @@ class ModelRunner:
         if adapters is not None:
             kwargs["adapter_names"] = adapters
         with torch.inference_mode():
+            if self.fast is not None and adapters is None:
+                return self.fast(input_ids, positions, mask, self.cache)
             out = self.model(**kwargs)
         return out.logits[:, -1, :]
 
-    def prefill(self, prompts: list[list[int]], slots: list[int], adapters: list[str] | None) -> torch.Tensor:
-        """Run the prompts (each written into its slot from position 0); return ``[len(prompts), vocab]`` logits
-        for the token after each prompt. ``adapters`` names the peft adapter of each row (None: no peft)."""
-        n, width = len(prompts), max(len(p) for p in prompts)
-        self.cache.ensure_capacity(max(slots) + 1, width)
+    def prefill(
+        self, prompts: list[list[int]], slots: list[int], adapters: list[str] | None, prefix: int = 0
+    ) -> torch.Tensor:
+        """Run the prompts, each written into its slot; return ``[len(prompts), vocab]`` logits for the token
+        after each prompt. ``adapters`` names the peft adapter of each row (None: no peft). With ``prefix`` > 0
+        the slots already hold the keys and values of every prompt's first ``prefix`` tokens (from the prefix
+        cache): only the rest is computed, attending to them."""
+        tails = [p[prefix:] for p in prompts]
+        n, width = len(tails), max(len(t) for t in tails)
+        self.cache.ensure_capacity(max(slots) + 1, prefix + width)
         ids = torch.zeros((n, width), dtype=torch.long)
         pos = torch.zeros((n, width), dtype=torch.long)
         valid = torch.zeros((n, width), dtype=torch.bool)
-        for row, prompt in enumerate(prompts):
-            pad = width - len(prompt)
-            ids[row, pad:] = torch.tensor(prompt, dtype=torch.long)
-            pos[row, pad:] = torch.arange(len(prompt))
+        for row, tail in enumerate(tails):
+            pad = width - len(tail)
+            ids[row, pad:] = torch.tensor(tail, dtype=torch.long)
+            pos[row, pad:] = torch.arange(prefix, prefix + len(tail))
             valid[row, pad:] = True
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         mask = (causal[None] & valid[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
-        self.cache.begin_prefill(slots, width)
+        if prefix:
+            mask = torch.cat((torch.ones((n, width, prefix), dtype=torch.bool), mask), dim=2)
+        self.cache.begin_prefill(slots, width, prefix)
         logits = self._forward(ids.to(self.device), pos.to(self.device), mask[:, None].to(self.device), adapters)
-        self._realign(prompts, slots, width)
+        self._realign(tails, slots, width, prefix)
         return logits
 
     def prefill_chunked(
@@ -294,9 +310,11 @@ class ModelRunner:
         adapters: list[str] | None,
         chunk: int,
         should_stop: Callable[[], bool],
+        start: int = 0,
     ) -> torch.Tensor | None:
         """Run one long prompt into ``slot`` in chunks of ``chunk`` tokens, each attending to the earlier chunks
-        through the cache; return ``[1, vocab]`` logits for the token after the prompt.
+        through the cache; return ``[1, vocab]`` logits for the token after the prompt. Positions before
+        ``start`` are already in the slot (a prefix-cache hit).
 
         ``should_stop`` is asked before every chunk but the first; True abandons the prompt and returns None (the
         client went away or the request timed out). Chunking bounds the attention mask at ``chunk x len(prompt)``
@@ -305,30 +323,31 @@ class ModelRunner:
         n = len(prompt)
         self.cache.ensure_capacity(slot + 1, n)
         logits: torch.Tensor | None = None
-        for start in range(0, n, chunk):
-            if start and should_stop():
+        for begin in range(start, n, chunk):
+            if begin > start and should_stop():
                 return None
-            end = min(n, start + chunk)
-            pos = torch.arange(start, end)
+            end = min(n, begin + chunk)
+            pos = torch.arange(begin, end)
             mask = torch.arange(end)[None, :] <= pos[:, None]
-            self.cache.begin_extend(slot, start, end)
+            self.cache.begin_extend(slot, begin, end)
             logits = self._forward(
-                torch.tensor([prompt[start:end]], dtype=torch.long, device=self.device),
+                torch.tensor([prompt[begin:end]], dtype=torch.long, device=self.device),
                 pos[None].to(self.device),
                 mask[None, None].to(self.device),
                 adapters,
             )
         return logits
 
-    def _realign(self, prompts: list[list[int]], slots: list[int], width: int) -> None:
-        # left padding wrote prompt j at positions [pad_j, width) of its slot; move it to start at 0
-        for prompt, slot in zip(prompts, slots, strict=True):
-            pad = width - len(prompt)
+    def _realign(self, tails: list[list[int]], slots: list[int], width: int, prefix: int) -> None:
+        # left padding wrote tail j at positions [prefix + pad_j, prefix + width) of its slot; move it to start at
+        # position prefix, right after the cached part
+        for tail, slot in zip(tails, slots, strict=True):
+            pad = width - len(tail)
             if pad == 0:
                 continue
             for store in (self.cache.keys, self.cache.values):
                 for t in store:
-                    t[slot, :, : len(prompt)] = t[slot, :, pad:width].clone()
+                    t[slot, :, prefix : prefix + len(tail)] = t[slot, :, prefix + pad : prefix + width].clone()
 
     def decode(self, tokens: list[int], positions: list[int], adapters: list[str] | None) -> torch.Tensor:
         """One token per running sequence (slot ``i`` holds row ``i``) at the given positions; returns

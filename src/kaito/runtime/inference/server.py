@@ -85,6 +85,7 @@ def build_service(cfg: ServerConfig) -> Service:
             max_model_len=max_len,
             request_timeout=cfg.request_timeout,
             threads=threads,
+            prefix_cache_bytes=cfg.prefix_cache_mib * 2**20,
             prefill_threads=cpu_cores() if cfg.threads is None and loaded.device.type == "cpu" else None,
         ),
         metrics=metrics,

@@ -149,6 +149,7 @@ def build_service(
     prefill_threads: int | None = None,
     prefill_chunk_tokens: int = 512,
     dtype: str = "float32",
+    prefix_cache_bytes: int = 256 * 2**20,
 ) -> Service:
     """A :class:`Service` on ``model_dir`` (CPU, float32 unless ``dtype`` says otherwise), like the server's
     ``build_service`` but in-process."""
@@ -167,6 +168,7 @@ def build_service(
             threads=threads,
             prefill_threads=prefill_threads,
             prefill_chunk_tokens=prefill_chunk_tokens,
+            prefix_cache_bytes=prefix_cache_bytes,
         ),
         metrics=metrics,
         clock=clock,
@@ -204,6 +206,9 @@ class GatedRunner:
     def decode(self, *args: Any) -> torch.Tensor:
         assert self.decode_gate.wait(60), "decode gate never opened"
         return self.inner.decode(*args)
+
+    def __getattr__(self, name: str) -> Any:  # anything else (prefill_chunked): the inner runner's
+        return getattr(self.inner, name)
 
 
 @pytest.fixture
