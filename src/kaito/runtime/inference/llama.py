@@ -51,6 +51,8 @@ def unsupported_reason(model: Any) -> str | None:
 
 def _fused(modules: list[Any]) -> Projection:
     """One projection computing ``modules`` side by side (outputs concatenated on the last dimension)."""
+    if len(modules) == 1:
+        return modules[0]  # type: ignore[no-any-return]
     if all(isinstance(m, Fp16WeightLinear) for m in modules):
         weight = torch.cat([m.weight.detach() for m in modules])
         packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
@@ -58,8 +60,6 @@ def _fused(modules: list[Any]) -> Projection:
             del module.packed
             module.__class__ = torch.nn.Linear
         return lambda x: torch.ops.quantized.linear_dynamic_fp16(x, packed)
-    if len(modules) == 1:
-        return modules[0]  # type: ignore[no-any-return]
     return lambda x: torch.cat([m(x) for m in modules], dim=-1)
 
 

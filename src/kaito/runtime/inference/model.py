@@ -228,8 +228,8 @@ class ModelRunner:
         max_positions: context window served (``--max-model-len``).
         fast_path: run Llama-architecture models without adapters through :class:`~kaito.runtime.inference.llama.
             LlamaForward` (``fast_path_reason`` says why not when it is not used). It fuses the model's packed
-            float16 projections into its own matrices and frees theirs, so the model's own forward then runs
-            those layers in float32.
+            float16 q/k/v and gate/up projections into its own matrices and frees theirs, so the model's own
+            forward then runs those layers in float32.
     """
 
     def __init__(self, loaded: LoadedModel, *, max_slots: int, max_positions: int, fast_path: bool = True) -> None:
