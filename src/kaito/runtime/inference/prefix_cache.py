@@ -113,7 +113,3 @@ class PrefixCache:
         while self.used_bytes > self.capacity_bytes:
             self._blocks.popitem(last=False)
         return added
-
-    def clear(self) -> None:
-        """Drop every block."""
-        self._blocks.clear()
